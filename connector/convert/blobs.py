@@ -1,0 +1,123 @@
+"""Large base64 bodies kept out of the stdlib parser, so a 50 MB message costs about its own size.
+
+`email.parser` copies every body several times (text lines, joined payload, decoded bytes): about
+8x the message size at peak. Long runs of base64 lines are cut out of the raw bytes before parsing
+and replaced by a short token line; the part that holds a token is decoded straight from the
+original bytes (a memoryview, no copy). Anything that is not a base64 part gets its bytes restored.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass
+
+# A single character class repeats in C without a backtracking frame per line (a grouped
+# per-line pattern over a 50 MB run needs GBs); runs are trimmed to whole lines afterwards.
+_REGION = "[A-Za-z0-9+/\r\n]{{{count},}}"
+_TOKEN = re.compile(rb"IWDBLOB([0-9a-f]{16})N(\d+)Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Blobs:
+    """Where the cut runs were in the original bytes, and the nonce that marks their tokens."""
+
+    raw: bytes
+    spans: tuple[tuple[int, int], ...]
+    nonce: str
+
+    def token(self, index: int) -> bytes:
+        return f"IWDBLOB{self.nonce}N{index}Z".encode("ascii")
+
+    def holds_token(self, data: bytes) -> bool:
+        return b"IWDBLOB" + self.nonce.encode("ascii") in data
+
+    def restore(self, data: bytes, linesep: bytes | None = None) -> bytes:
+        """`data` with every token replaced by the original bytes it stands for; `linesep`
+        rewrites the restored lines' endings to match re-serialized surroundings."""
+        if not self.holds_token(data):
+            return data
+
+        def original(match: re.Match[bytes]) -> bytes:
+            if match.group(1).decode() != self.nonce:
+                return match.group(0)
+            text = self._slice(match)
+            return text.replace(b"\r\n", b"\n").replace(b"\n", linesep) if linesep else text
+
+        return _TOKEN.sub(original, data)
+
+    def decode_base64(self, data: bytes) -> bytes:
+        """Base64-decode a payload that holds tokens; the cut runs decode from the original bytes."""
+        out: list[bytes] = []
+        pos = 0
+        for match in _TOKEN.finditer(data):
+            if match.group(1).decode() != self.nonce:
+                continue
+            out.append(_a2b(data[pos : match.start()]))
+            start, end = self.spans[int(match.group(2))]
+            out.append(_a2b(memoryview(self.raw)[start:end]))
+            pos = match.end()
+        out.append(_a2b(data[pos:]))
+        pieces = [piece for piece in out if piece]
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)  # no second copy of a lone blob
+
+    def _slice(self, match: re.Match[bytes]) -> bytes:
+        start, end = self.spans[int(match.group(2))]
+        return self.raw[start:end].rstrip(b"\r\n")
+
+
+def cut_blobs(raw: bytes, nonce: str, min_bytes: int) -> tuple[bytes, Blobs | None]:
+    """Raw bytes with base64 runs of at least `min_bytes` replaced by tokens (unchanged if none)."""
+    if len(raw) < min_bytes:
+        return raw, None
+    spans: list[tuple[int, int]] = []
+    for match in re.finditer(_REGION.format(count=min_bytes).encode("ascii"), raw):
+        span = _whole_lines(raw, match.start(), match.end())
+        if span is not None and span[1] - span[0] >= min_bytes:
+            spans.append(span)
+    if not spans:
+        return raw, None
+    blobs = Blobs(raw=raw, spans=tuple(spans), nonce=nonce)
+    pieces: list[bytes] = []
+    pos = 0
+    for index, (start, end) in enumerate(spans):
+        pieces.append(raw[pos:start])
+        pieces.append(blobs.token(index) + b"\r\n")
+        pos = end
+    pieces.append(raw[pos:])
+    return b"".join(pieces), blobs
+
+
+def _whole_lines(raw: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """The part of a region that is whole base64 lines holding a multiple of 4 characters, so it
+    decodes on its own and the rest of the body (e.g. a last line with `=` padding) does too."""
+    if start > 0 and raw[start - 1] != 0x0A:
+        newline = raw.find(b"\n", start, end)
+        if newline < 0:
+            return None
+        start = newline + 1
+    while start < end and raw[start] in b"\r\n":
+        start += 1
+    end = raw.rfind(b"\n", start, end) + 1
+    while end > start and raw[end - 1] in b"\r\n":  # trailing blank lines belong to what follows
+        end -= 1
+    end = raw.find(b"\n", end) + 1
+    for _ in range(4):
+        if end <= start:
+            return None
+        chars = end - start - raw.count(b"\n", start, end) - raw.count(b"\r", start, end)
+        if chars % 4 == 0:
+            return start, end
+        end = raw.rfind(b"\n", start, end - 1) + 1
+    return None
+
+
+def _a2b(data: bytes | memoryview) -> bytes:
+    if not len(data):
+        return b""
+    try:
+        return binascii.a2b_base64(data)
+    except binascii.Error:
+        # padding problems: drop what cannot form a full quantum, as lenient decoders do
+        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", bytes(data))
+        return binascii.a2b_base64(cleaned[: len(cleaned) - len(cleaned) % 4] or b"")

@@ -1,0 +1,33 @@
+"""Language of the text body via langdetect, only when it is confident (so routing can trust it)."""
+
+from __future__ import annotations
+
+import re
+
+_MIN_LETTERS = 40
+_MIN_PROBABILITY = 0.8
+_SAMPLE_CHARS = 5000
+# patterns stay linear on hostile text: quotes anchored to one line, addresses to word starts
+_QUOTE = re.compile(r"^[ \t]*>.*$", re.MULTILINE)
+_URL = re.compile(r"(https?://|mailto:|www\.)\S+|(?<!\S)\S+@\S+")
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code (langdetect's, e.g. "en", "de", "zh-cn"), or None when short or unsure."""
+    head = text[: _SAMPLE_CHARS * 4]  # bounded work: quotes and links are removed from a prefix only
+    sample = _URL.sub(" ", _QUOTE.sub("", head))[:_SAMPLE_CHARS]
+    # an ideograph carries about as much as a short word, so CJK text counts three per character
+    weight = sum((3 if ord(ch) >= 0x2E80 else 1) for ch in sample if ch.isalpha())
+    if weight < _MIN_LETTERS:
+        return None
+    from langdetect import DetectorFactory, detect_langs
+    from langdetect.lang_detect_exception import LangDetectException
+
+    DetectorFactory.seed = 0  # deterministic results; set here, not at import (no import side effects)
+    try:
+        candidates = detect_langs(sample)
+    except LangDetectException:
+        return None
+    if not candidates or candidates[0].prob < _MIN_PROBABILITY:
+        return None
+    return str(candidates[0].lang)

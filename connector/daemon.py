@@ -1,0 +1,293 @@
+"""The running daemon: one APScheduler job per mailbox, push loops where a provider can push,
+and a clean stop that lets the current message finish and commit.
+
+A slow or failing mailbox never delays the others: each has its own job (max_instances=1,
+coalescing) and its own lock; a global semaphore bounds how many cycles run at once. Mailboxes
+can be added, changed and removed while running (hot reload): a removed or changed mailbox's job
+stops taking new cycles and its in-flight cycle finishes and commits before its connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from connector.config import ConnectorSettings, MailboxSettings
+from connector.errors import ConnectorError
+from connector.faults import CrashPoints
+from connector.iwd.client import IWDClient
+from connector.metrics import ConnectorMetrics
+from connector.pipeline import CycleReport, MailboxSync, OnDelivered
+from connector.runner import (
+    STOP_GRACE_SECONDS,
+    MailboxRunner,
+    ProviderFactory,
+)
+from connector.services import Service
+from connector.status import MailboxState, StatusBoard
+from connector.store.types import LedgerState, Store
+
+log = structlog.get_logger("connector.daemon")
+
+__all__ = ["Daemon", "MailboxRunner", "ProviderFactory"]
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: ConnectorSettings,
+        store: Store,
+        iwd: IWDClient,
+        *,
+        provider_factory: ProviderFactory,
+        board: StatusBoard | None = None,
+        services: list[Service] | None = None,
+        metrics: ConnectorMetrics | None = None,
+        on_delivered: OnDelivered | None = None,
+    ) -> None:
+        self.settings = settings
+        self.on_delivered = on_delivered  # the outbox's auto-acknowledgement hook
+        self.services: list[Service] = list(services or [])
+        self.store = store
+        self.iwd = iwd
+        self.provider_factory = provider_factory
+        self.board = board or StatusBoard()
+        self.metrics = metrics or ConnectorMetrics(self.board)
+        self.stop_event = asyncio.Event()
+        self.slots = asyncio.Semaphore(settings.max_concurrent_mailboxes)
+        self.runners: dict[str, MailboxRunner] = {}
+        self.scheduler: AsyncIOScheduler | None = None
+        self.crash = CrashPoints.from_env()
+        self._reconfigure = asyncio.Lock()
+
+    @property
+    def push_tasks(self) -> list[asyncio.Task[None]]:
+        return [r.flags.push_task for r in self.runners.values() if r.flags.push_task is not None]
+
+    def _make_runner(self, box: MailboxSettings) -> MailboxRunner | None:
+        if box.smtp is None or not box.outbound_enabled:
+            self.board.set_outbound_state(box.id, MailboxState.DISABLED)
+        if not box.inbound_enabled:
+            self.board.set_inbound_state(box.id, MailboxState.DISABLED)
+            return None
+        provider = self.provider_factory(box)
+        sync = MailboxSync(
+            box,
+            provider,
+            self.store,
+            self.iwd,
+            quarantine_max_attempts=self.settings.quarantine_max_attempts,
+            stop=self.stop_event,
+            crash=self.crash,
+            on_delivered=self.on_delivered,
+        )
+        return MailboxRunner(box, provider, sync, self.board, self.slots, self.metrics)
+
+    def _build_runners(self) -> None:
+        for box in self.settings.mailboxes:
+            runner = self._runner_or_status(box)
+            if runner is not None:
+                self.runners[box.id] = runner
+
+    def _runner_or_status(self, box: MailboxSettings) -> MailboxRunner | None:
+        """A mailbox whose provider cannot be built is reported and skipped; the others run."""
+        try:
+            return self._make_runner(box)
+        except (ConnectorError, NotImplementedError, ValueError) as exc:
+            self.board.inbound_failed(box.id, datetime.now(UTC), exc)
+            log.warning("mailbox_not_started", mailbox=box.id, error=str(exc))
+            return None
+
+    async def _seed(self, mailbox_id: str) -> None:
+        """deliveredTotal and quarantine size from the store, so they survive restarts."""
+        try:
+            total = sum(
+                [
+                    await self.store.ledger_count(mailbox_id, s)
+                    for s in (LedgerState.DELIVERED, LedgerState.ACTED)
+                ]
+            )
+            quarantined = await self.store.quarantine_count(mailbox_id)
+        except ConnectorError as exc:
+            log.warning("status_seed_failed", mailbox=mailbox_id, error=str(exc))
+            return
+        self.board.set_delivered_total(mailbox_id, total)
+        self.board.set_quarantined(mailbox_id, quarantined)
+
+    async def run_once(self) -> dict[str, CycleReport | None]:
+        """One cycle per mailbox, concurrently; returns each mailbox's report (None on failure)."""
+        self._build_runners()
+        try:
+            results = await asyncio.gather(*(r.poll() for r in self.runners.values()))
+            return dict(zip(self.runners, results, strict=True))
+        finally:
+            await self._close_providers()
+
+    def _schedule(self, runner: MailboxRunner, delay_ms: int = 0) -> None:
+        assert self.scheduler is not None
+        interval = runner.mailbox.poll_interval_seconds
+        self.scheduler.add_job(
+            runner.poll,
+            "interval",
+            seconds=interval,
+            id=runner.mailbox.id,
+            max_instances=1,
+            coalesce=True,
+            jitter=min(interval * 0.1, 10.0),
+            misfire_grace_time=int(max(interval, 1)),
+            next_run_time=datetime.now(UTC) + timedelta(milliseconds=delay_ms),
+            replace_existing=True,
+        )
+
+    async def start(self) -> None:
+        self._build_runners()
+        for box in self.settings.mailboxes:
+            await self._seed(box.id)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        for i, runner in enumerate(self.runners.values()):
+            self._schedule(runner, 50 * i)  # staggered first run
+            runner.start_push()
+        self.scheduler.start()
+        for service in self.services:
+            await service.start()
+        log.info("daemon_started", mailboxes=list(self.runners), services=[s.name for s in self.services])
+
+    # ------------------------------------------------------------ admin actions
+
+    def poll_now(self, mailbox_id: str) -> bool:
+        runner = self.runners.get(mailbox_id)
+        if self.scheduler is None or runner is None or runner.flags.paused:
+            return False
+        try:
+            self.scheduler.modify_job(mailbox_id, next_run_time=datetime.now(UTC))
+        except JobLookupError:
+            return False
+        return True
+
+    def pause(self, mailbox_id: str) -> bool:
+        """No new cycles until resumed; the one in flight finishes."""
+        runner = self.runners.get(mailbox_id)
+        if runner is None:
+            return False
+        if not runner.flags.paused:
+            runner.flags.paused = True
+            self.board.set_paused(mailbox_id, True)
+            log.info("mailbox_paused", mailbox=mailbox_id)
+        return True
+
+    def resume(self, mailbox_id: str) -> bool:
+        runner = self.runners.get(mailbox_id)
+        if runner is None:
+            return False
+        if runner.flags.paused:
+            runner.flags.paused = False
+            self.board.set_paused(mailbox_id, False)
+            log.info("mailbox_resumed", mailbox=mailbox_id)
+        self.poll_now(mailbox_id)
+        return True
+
+    async def retry_quarantine(self, mailbox_id: str, entry_id: int | None = None) -> tuple[int, int]:
+        """Retries quarantined mail now, under the mailbox's lock; returns (tried, delivered)."""
+        runner = self.runners.get(mailbox_id)
+        if runner is None:
+            raise KeyError(mailbox_id)
+        tried = delivered = 0
+        async with runner.lock:
+            for entry in await self.store.quarantine_list(mailbox_id):
+                if entry_id is not None and entry.id != entry_id:
+                    continue
+                tried += 1
+                delivered += int(await runner.sync.retry_quarantined(entry))
+            self.board.set_quarantined(mailbox_id, await self.store.quarantine_count(mailbox_id))
+        log.info("quarantine_retried", mailbox=mailbox_id, tried=tried, delivered=delivered)
+        return tried, delivered
+
+    async def restart_mailbox(self, mailbox_id: str) -> bool:
+        """Cancel a stuck cycle and rebuild the provider connection (the watchdog's action)."""
+        runner = self.runners.get(mailbox_id)
+        if runner is None:
+            return False
+        await runner.restart(self.provider_factory)
+        self.metrics.stalls.labels(mailbox_id).inc()
+        return True  # the job's next run (within one interval) uses the new connection
+
+    # ------------------------------------------------------------ hot reload
+
+    async def apply_settings(self, new: ConnectorSettings) -> dict[str, list[str]]:
+        """Adds, replaces and removes mailboxes to match `new`; the others are not touched.
+        Returns what changed. Settings other than `mailboxes` need a restart (logged)."""
+        async with self._reconfigure:
+            old = {b.id: b for b in self.settings.mailboxes}
+            want = {b.id: b for b in new.mailboxes}
+            added = [i for i in want if i not in old]
+            removed = [i for i in old if i not in want]
+            changed = [i for i in want if i in old and want[i] != old[i]]
+            outside = [
+                name
+                for name in type(new).model_fields
+                if name not in ("mailboxes", "secrets") and getattr(new, name) != getattr(self.settings, name)
+            ]
+            if outside:
+                log.warning("reload_needs_restart", settings=outside)
+            self.settings = self.settings.model_copy(update={"mailboxes": list(new.mailboxes)})
+            for mailbox_id in removed + changed:
+                await self._remove(mailbox_id, forget=mailbox_id in removed)
+            for mailbox_id in changed + added:
+                await self._add(want[mailbox_id])
+            result = {"added": added, "changed": changed, "removed": removed}
+            if added or changed or removed:
+                log.info("mailboxes_reloaded", **result)
+            return result
+
+    async def _add(self, box: MailboxSettings) -> None:
+        runner = self._runner_or_status(box)
+        await self._seed(box.id)
+        if runner is None:
+            return
+        self.runners[box.id] = runner
+        if self.scheduler is not None:
+            self._schedule(runner)
+            runner.start_push()
+
+    async def _remove(self, mailbox_id: str, *, forget: bool) -> None:
+        runner = self.runners.pop(mailbox_id, None)
+        if self.scheduler is not None:
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(mailbox_id)
+        if runner is not None:
+            await runner.close()
+        if forget:
+            self.board.remove(mailbox_id)
+            self.metrics.forget(mailbox_id)
+
+    # ------------------------------------------------------------ stop
+
+    async def stop(self) -> None:
+        """Current messages finish and commit; nothing new starts; then connections close."""
+        self.stop_event.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:  # one service failing to stop must not keep the others running
+                log.exception("service_stop_failed", service=service.name)
+        for runner in self.runners.values():
+            await runner.stop_push()  # a push-started cycle finishes its current message
+        for runner in self.runners.values():
+            try:
+                await asyncio.wait_for(runner.lock.acquire(), STOP_GRACE_SECONDS)
+            except TimeoutError:
+                log.warning("stop_timeout", mailbox=runner.mailbox.id)
+        await self._close_providers()
+        log.info("daemon_stopped")
+
+    async def _close_providers(self) -> None:
+        for runner in self.runners.values():
+            with contextlib.suppress(Exception):
+                await runner.provider.close()

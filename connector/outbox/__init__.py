@@ -1,0 +1,1 @@
+"""Agents' replies: a durable outbox, composition, SMTP sending, Sent copies and IWD reporting."""

@@ -1,0 +1,226 @@
+"""One mailbox in the running daemon: its lock, its cycles, its push loop, its restart.
+
+Everything that touches the mailbox's connection goes through the runner's lock, so a poll, an
+IDLE wait, a quarantine retry and a watchdog restart never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from connector.config import MailboxSettings
+from connector.errors import ConnectorError
+from connector.metrics import ConnectorMetrics
+from connector.pipeline import CycleReport, MailboxSync, cycle_summary
+from connector.status import MailboxState, StatusBoard, error_code
+from providers.base import InboundProvider, PushCapable
+
+log = structlog.get_logger("connector.daemon")
+
+PUSH_RETRY_SECONDS = 5.0
+MAX_IDLE_SECONDS = 540.0  # re-issue IDLE well before servers' 10-30 minute limits
+STOP_GRACE_SECONDS = 30.0
+RESTART_GRACE_SECONDS = 5.0
+
+ProviderFactory = Callable[[MailboxSettings], InboundProvider]
+
+
+@dataclass
+class _CycleEvents:
+    """Feeds status and metrics per message (pipeline.SyncEvents) and counts this cycle's backlog."""
+
+    board: StatusBoard
+    metrics: ConnectorMetrics
+    seen: int = 0
+    done: int = 0
+    last_progress: float = field(default_factory=time.monotonic)  # the watchdog reads it
+
+    def fetched(self, mailbox_id: str, count: int) -> None:
+        self.seen += count
+        if count:
+            self.last_progress = time.monotonic()
+
+    def delivered(self, mailbox_id: str, lag_seconds: float | None) -> None:
+        self.done += 1
+        self.last_progress = time.monotonic()
+        self.board.inbound_delivered(mailbox_id, lag_seconds)
+        self.metrics.item_delivered(mailbox_id, lag_seconds)
+
+    def quarantined(self, mailbox_id: str) -> None:
+        self.done += 1
+        self.last_progress = time.monotonic()
+        self.metrics.quarantined.labels(mailbox_id).inc()
+
+    @property
+    def backlog(self) -> int:
+        return max(self.seen - self.done, 0)
+
+
+@dataclass
+class _Flags:
+    paused: bool = False
+    closing: bool = False  # being removed or replaced: no new cycles
+    restarting: bool = False  # the watchdog is cancelling a stuck cycle
+    push_polling: bool = False
+    cycle_task: asyncio.Task[object] | None = None
+    push_task: asyncio.Task[None] | None = None
+
+
+class MailboxRunner:
+    """Serializes everything that touches one mailbox's connection."""
+
+    def __init__(
+        self,
+        mailbox: MailboxSettings,
+        provider: InboundProvider,
+        sync: MailboxSync,
+        board: StatusBoard,
+        slots: asyncio.Semaphore,
+        metrics: ConnectorMetrics | None = None,
+    ) -> None:
+        self.mailbox = mailbox
+        self.provider = provider
+        self.sync = sync
+        self.board = board
+        self.slots = slots
+        self.metrics = metrics or ConnectorMetrics(board)
+        self.events = _CycleEvents(board, self.metrics)
+        sync.events = self.events
+        self.lock = asyncio.Lock()
+        self.log = log.bind(mailbox=mailbox.id)
+        self.last_report: CycleReport | None = None
+        self.flags = _Flags()
+
+    async def poll(self) -> CycleReport | None:
+        """One cycle; every failure becomes status, never an exception to the scheduler."""
+        if self.flags.closing or self.flags.paused:
+            return None
+        async with self.lock, self.slots:
+            if self.sync.stop.is_set() or self.flags.closing or self.flags.paused:
+                return None
+            self.flags.cycle_task = asyncio.current_task()
+            try:
+                return await self._cycle()
+            except asyncio.CancelledError:
+                if not self.flags.restarting:
+                    raise
+                self.log.warning("cycle_cancelled", reason="watchdog restart")
+                return None
+            finally:
+                self.flags.cycle_task = None
+
+    async def _cycle(self) -> CycleReport | None:
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        self.events.seen = self.events.done = 0
+        self.board.inbound_polled(self.mailbox.id, started)
+        try:
+            report = await self.sync.run_cycle()
+        except Exception as exc:  # a bug in one mailbox must not stop the others
+            self.metrics.cycle_finished(self.mailbox.id, time.monotonic() - clock, error_code(exc))
+            self.board.get(self.mailbox.id).inbound.backlog = self.events.backlog
+            changed = self.board.inbound_failed(self.mailbox.id, datetime.now(UTC), exc)
+            if not isinstance(exc, ConnectorError):
+                self.log.exception("cycle_crashed")
+            elif changed:
+                self.log.warning(
+                    "mailbox_state",
+                    state=self.board.get(self.mailbox.id).inbound.state.value,
+                    error=str(exc),
+                    code=exc.code,
+                )
+            return None
+        self.metrics.cycle_finished(self.mailbox.id, time.monotonic() - clock, None)
+        try:
+            quarantined = await self.sync.store.quarantine_count(self.mailbox.id)
+        except ConnectorError:
+            quarantined = self.board.get(self.mailbox.id).inbound.quarantined
+        if self.board.inbound_succeeded(self.mailbox.id, datetime.now(UTC), quarantined):
+            self.log.info("mailbox_state", state=MailboxState.OK.value)
+        if report.fetched or report.quarantined:
+            self.log.info("cycle_done", **cycle_summary(report))
+        self.last_report = report
+        return report
+
+    async def push_loop(self) -> None:
+        """Waits for the server to announce mail, then polls at once; the interval job is the safety net."""
+        provider = self.provider
+        if not isinstance(provider, PushCapable):
+            return
+        timeout = min(self.mailbox.poll_interval_seconds, MAX_IDLE_SECONDS)
+        folder = self.mailbox.folders[0]
+        while not self.sync.stop.is_set() and not self.flags.closing:
+            if self.flags.paused:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.sync.stop.wait(), PUSH_RETRY_SECONDS)
+                continue
+            try:
+                async with self.lock:
+                    changed = await provider.wait_for_change(folder, timeout)
+            except ConnectorError as exc:
+                self.log.debug("push_wait_failed", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.sync.stop.wait(), PUSH_RETRY_SECONDS)
+                continue
+            if changed:
+                self.flags.push_polling = True
+                try:
+                    await self.poll()
+                finally:
+                    self.flags.push_polling = False
+
+    def start_push(self) -> None:
+        if isinstance(self.provider, PushCapable) and not (
+            self.mailbox.provider == "imap" and self.mailbox.imap and not self.mailbox.imap.idle
+        ):
+            self.flags.push_task = asyncio.create_task(self.push_loop(), name=f"push:{self.mailbox.id}")
+
+    async def stop_push(self, *, force: bool = False) -> None:
+        """Ends the push loop; one that is running a cycle is let finish it unless `force`."""
+        task = self.flags.push_task
+        self.flags.push_task = None
+        if task is None:
+            return
+        if force or not self.flags.push_polling:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, STOP_GRACE_SECONDS)  # cancels it if the cycle hangs
+
+    async def restart(self, factory: ProviderFactory) -> None:
+        """The watchdog's cure for a cycle that never ends: cancel it, rebuild the connection."""
+        self.flags.restarting = True
+        try:
+            task = self.flags.cycle_task
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(task), RESTART_GRACE_SECONDS)
+            await self.stop_push(force=True)
+            old = self.provider
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.close(), RESTART_GRACE_SECONDS)
+            self.provider = factory(self.mailbox)
+            self.sync.provider = self.provider
+        finally:
+            self.flags.restarting = False
+        self.start_push()
+
+    async def close(self) -> None:
+        """Waits for the in-flight cycle (it commits what it delivered), then closes the connection."""
+        self.flags.closing = True
+        await self.stop_push()
+        try:
+            await asyncio.wait_for(self.lock.acquire(), STOP_GRACE_SECONDS)
+        except TimeoutError:
+            self.log.warning("close_timeout", waited_seconds=STOP_GRACE_SECONDS)
+        else:
+            self.lock.release()
+        with contextlib.suppress(Exception):
+            await self.provider.close()

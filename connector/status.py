@@ -1,0 +1,267 @@
+"""Per-mailbox status, inbound and outbound apart. Exception classes become states here, and only here.
+
+Readers (CLI, status reporter, admin page, metrics) read a `StatusBoard`; none does IO of its own.
+Writers call the board's methods, which bump a version and wake `changed`, so the status reporter
+sends a burst of changes as one PUT. A writer that mutates a `DirectionStatus` directly is still
+seen: the reporter compares bodies, the event only makes it look sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.errors import (
+    AuthFailed,
+    IWDUnavailable,
+    StoreError,
+    Throttled,
+)
+
+
+class MailboxState(enum.StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"  # mail server fine, IWD or store not: delivery waits
+    THROTTLED = "throttled"
+    AUTH_REQUIRED = "auth_required"
+    ERROR = "error"
+    STALLED = "stalled"  # a cycle that does not end (the watchdog restarts it)
+    DISABLED = "disabled"  # turned off in the configuration, or paused by an administrator
+
+
+def state_for(exc: BaseException) -> MailboxState:
+    if isinstance(exc, AuthFailed):
+        return MailboxState.AUTH_REQUIRED
+    if isinstance(exc, Throttled):
+        return MailboxState.THROTTLED
+    if isinstance(exc, IWDUnavailable | StoreError):
+        return MailboxState.DEGRADED
+    return MailboxState.ERROR  # ProviderError, ConfigError, and bugs alike
+
+
+def error_code(exc: BaseException) -> str:
+    """The connector error code of an exception (`internal` for a bug), used in status and metrics."""
+    code = getattr(exc, "code", None)
+    return str(code) if isinstance(code, str) and code else "internal"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def sanitize(text: str, limit: int = 500) -> str:
+    """Error text safe for status and IWD: no control characters, bounded length."""
+    cleaned = _CONTROL.sub(" ", text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+@dataclass
+class LastError:
+    code: str
+    message: str
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "at": self.at.isoformat()}
+
+
+@dataclass
+class DirectionStatus:
+    state: MailboxState = MailboxState.OK
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: LastError | None = None
+    backlog: int = 0
+    quarantined: int = 0
+    delivered_total: int = 0
+    lag_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "lastPollAt": _iso(self.last_poll_at),
+            "lastSuccessAt": _iso(self.last_success_at),
+            "lastError": self.last_error.to_json() if self.last_error else None,
+            "backlog": self.backlog,
+            "quarantined": self.quarantined,
+            "deliveredTotal": self.delivered_total,
+            "lagSeconds": None if self.lag_seconds is None else max(self.lag_seconds, 0.0),
+        }
+
+
+@dataclass
+class MailboxStatus:
+    mailbox_id: str
+    inbound: DirectionStatus = field(default_factory=DirectionStatus)
+    outbound: DirectionStatus = field(default_factory=DirectionStatus)
+    paused: bool = False
+    state_before_pause: MailboxState = MailboxState.OK
+    cycle_started_at: datetime | None = None  # set while a cycle runs (the watchdog reads it)
+    last_cycle_end_at: datetime | None = None  # any end, success or a classified failure
+
+    def to_json(self) -> dict[str, Any]:
+        """The IWD profile's status body (PUT /emails/mailboxes/{id}/status)."""
+        return {
+            "inbound": self.inbound.to_json(),
+            "outbound": self.outbound.to_json(),
+            "updatedAt": datetime.now(UTC).isoformat(),
+        }
+
+    def to_admin_json(self) -> dict[str, Any]:
+        """The admin page's and CLI's row: the IWD body plus local facts."""
+        return {"mailboxId": self.mailbox_id, "paused": self.paused, **self.to_json()}
+
+
+class StatusBoard:
+    """In-memory status of every mailbox, updated by the cycles, read by everything else."""
+
+    def __init__(self) -> None:
+        self._boxes: dict[str, MailboxStatus] = {}
+        self.version = 0
+        self.changed = asyncio.Event()
+
+    def touch(self) -> None:
+        """Tells readers something changed (writers outside this module may call it too)."""
+        self.version += 1
+        self.changed.set()
+
+    def get(self, mailbox_id: str) -> MailboxStatus:
+        box = self._boxes.get(mailbox_id)
+        if box is None:
+            box = self._boxes[mailbox_id] = MailboxStatus(mailbox_id)
+            self.touch()
+        return box
+
+    def find(self, mailbox_id: str) -> MailboxStatus | None:
+        return self._boxes.get(mailbox_id)
+
+    def all(self) -> list[MailboxStatus]:
+        return [self._boxes[k] for k in sorted(self._boxes)]
+
+    def remove(self, mailbox_id: str) -> None:
+        if self._boxes.pop(mailbox_id, None) is not None:
+            self.touch()
+
+    # ------------------------------------------------------------ inbound
+
+    def inbound_polled(self, mailbox_id: str, at: datetime) -> None:
+        box = self.get(mailbox_id)
+        box.inbound.last_poll_at = at
+        box.cycle_started_at = at
+
+    def inbound_delivered(self, mailbox_id: str, lag_seconds: float | None) -> None:
+        """One item is in IWD and in the ledger (counted as it happens, not at cycle end)."""
+        box = self.get(mailbox_id).inbound
+        box.delivered_total += 1
+        if lag_seconds is not None:
+            box.lag_seconds = max(lag_seconds, 0.0)
+        self.touch()
+
+    def set_delivered_total(self, mailbox_id: str, total: int) -> None:
+        """Seeds the counter from the ledger at start, so it survives restarts."""
+        self.get(mailbox_id).inbound.delivered_total = total
+        self.touch()
+
+    def inbound_succeeded(
+        self, mailbox_id: str, at: datetime, quarantined: int, lag_seconds: float | None = None
+    ) -> bool:
+        """Returns True when the state changed (callers log once per change, not per poll)."""
+        status = self.get(mailbox_id)
+        box = status.inbound
+        status.cycle_started_at = None
+        status.last_cycle_end_at = at
+        changed = box.state is not MailboxState.OK
+        if not status.paused:
+            box.state = MailboxState.OK
+        box.last_success_at = at
+        box.quarantined = quarantined
+        box.backlog = 0
+        if lag_seconds is not None:
+            box.lag_seconds = max(lag_seconds, 0.0)
+        self.touch()
+        return changed
+
+    def inbound_failed(self, mailbox_id: str, at: datetime, exc: BaseException) -> bool:
+        status = self.get(mailbox_id)
+        box = status.inbound
+        status.cycle_started_at = None
+        status.last_cycle_end_at = at
+        state = state_for(exc)
+        changed = box.state is not state
+        if not status.paused:
+            box.state = state
+        box.last_error = LastError(code=error_code(exc), message=sanitize(str(exc)), at=at)
+        self.touch()
+        return changed
+
+    def inbound_stalled(self, mailbox_id: str, at: datetime, seconds: float) -> bool:
+        """The watchdog's verdict: no cycle ended for `seconds`. True when newly stalled."""
+        status = self.get(mailbox_id)
+        box = status.inbound
+        changed = box.state is not MailboxState.STALLED
+        box.state = MailboxState.STALLED
+        status.cycle_started_at = None
+        box.last_error = LastError(
+            code="stalled", message=f"no cycle finished for {seconds:.0f} s; the job was restarted", at=at
+        )
+        self.touch()
+        return changed
+
+    def set_inbound_state(self, mailbox_id: str, state: MailboxState) -> None:
+        self.get(mailbox_id).inbound.state = state
+        self.touch()
+
+    def set_quarantined(self, mailbox_id: str, count: int) -> None:
+        self.get(mailbox_id).inbound.quarantined = count
+        self.touch()
+
+    def set_paused(self, mailbox_id: str, paused: bool) -> None:
+        status = self.get(mailbox_id)
+        if paused and not status.paused:
+            status.state_before_pause = status.inbound.state
+            status.inbound.state = MailboxState.DISABLED
+        elif not paused and status.paused:
+            status.inbound.state = status.state_before_pause
+        status.paused = paused
+        self.touch()
+
+    # ------------------------------------------------------------ outbound (the outbox worker)
+
+    def outbound_polled(self, mailbox_id: str, at: datetime, backlog: int | None = None) -> None:
+        box = self.get(mailbox_id).outbound
+        box.last_poll_at = at
+        if backlog is not None:
+            box.backlog = backlog
+        self.touch()
+
+    def outbound_sent(self, mailbox_id: str, at: datetime, lag_seconds: float | None = None) -> bool:
+        """One reply sent. True when the state changed (back to ok)."""
+        box = self.get(mailbox_id).outbound
+        changed = box.state is not MailboxState.OK
+        box.state = MailboxState.OK
+        box.last_success_at = at
+        box.delivered_total += 1
+        if lag_seconds is not None:
+            box.lag_seconds = max(lag_seconds, 0.0)
+        self.touch()
+        return changed
+
+    def outbound_failed(self, mailbox_id: str, at: datetime, exc: BaseException) -> bool:
+        box = self.get(mailbox_id).outbound
+        state = state_for(exc)
+        changed = box.state is not state
+        box.state = state
+        box.last_error = LastError(code=error_code(exc), message=sanitize(str(exc)), at=at)
+        self.touch()
+        return changed
+
+    def set_outbound_state(self, mailbox_id: str, state: MailboxState) -> None:
+        self.get(mailbox_id).outbound.state = state
+        self.touch()

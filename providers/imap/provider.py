@@ -1,0 +1,208 @@
+"""`ImapInboundProvider`: one mailbox over one IMAP connection kept open between cycles.
+
+All calls share the connection and are serialized by an asyncio.Lock, so IDLE only runs while
+no fetch or post-action does (the pipeline fetches after `wait_for_change` returns). A lost
+connection is reopened at the start of the next call; a call whose connection the server closed
+midway (Dovecot's `BYE ... inconsistent` after a UIDVALIDITY change, a restart) is retried once on
+a fresh connection, which is safe because fetches are read-only and post-actions idempotent. After
+a failed connect, new attempts wait an exponential backoff (1 s … 60 s) and fail fast meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from connector.config import MailboxSettings
+from connector.errors import ConfigError, ProviderUnavailable
+from connector.models import FetchResult, PostAction, PostActionKind, RawMessage
+from providers.imap.actions import apply_action, apply_actions, resolve_folder
+from providers.imap.connection import ImapSession, refuse_insecure
+from providers.imap.cursor import UidCursor
+from providers.imap.fetch import fetch_messages
+from providers.imap.idle import idle_until_change
+from providers.oauth import IMAP_SCOPE_MICROSOFT, TokenProvider, build_token_provider
+
+T = TypeVar("T")
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+POLL_SECONDS_WITHOUT_IDLE = 30.0
+
+
+class ImapInboundProvider:
+    """InboundProvider + PushCapable + Checkable for one configured IMAP mailbox."""
+
+    def __init__(self, mailbox: MailboxSettings, *, tokens: TokenProvider | None = None) -> None:
+        if mailbox.imap is None:
+            raise ConfigError([f"mailboxes[{mailbox.id}]: provider imap needs an 'imap:' block"])
+        self.mailbox = mailbox
+        self.settings = mailbox.imap
+        refuse_insecure(self.settings, mailbox.id)
+        if tokens is None and self.settings.auth == "xoauth2":
+            assert self.settings.oauth is not None
+            tokens = build_token_provider(self.settings.oauth, default_scope=IMAP_SCOPE_MICROSOFT)
+        self._tokens = tokens
+        self._lock = asyncio.Lock()
+        self._session: ImapSession | None = None
+        self._failures = 0
+        self._next_attempt = 0.0
+        self._last_error = ""
+        self._highest: dict[str, tuple[int, int]] = {}  # folder -> (uidvalidity, highest UID seen)
+
+    def __repr__(self) -> str:
+        return f"ImapInboundProvider(mailbox={self.mailbox.id!r}, host={self.settings.host!r})"
+
+    # ------------------------------------------------------------------ connection handling
+
+    async def _connect(self) -> ImapSession:
+        if self._session is not None and self._session.alive:
+            return self._session
+        self._session = None
+        loop = asyncio.get_running_loop()
+        wait = self._next_attempt - loop.time()
+        if wait > 0:
+            raise ProviderUnavailable(
+                f"reconnect backoff: next attempt in {wait:.0f} s after: {self._last_error}",
+                mailbox=self.mailbox.id,
+            )
+        try:
+            self._session = await ImapSession.open(self.settings, self.mailbox.id, self._tokens)
+        except ProviderUnavailable as exc:
+            self._failures += 1
+            delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1))
+            self._next_attempt = loop.time() + delay
+            self._last_error = exc.message
+            raise
+        self._failures = 0
+        self._next_attempt = 0.0
+        return self._session
+
+    async def _call(self, op: Callable[[ImapSession], Awaitable[T]]) -> T:
+        """Runs `op` on a live session; retries once on a fresh one if the server dropped it midway."""
+        async with self._lock:
+            session = await self._connect()
+            try:
+                return await op(session)
+            except ProviderUnavailable:
+                if session.alive or not session.closed_by_server:
+                    raise  # a timeout or protocol error: do not double the wait
+                self._session = None
+                session = await self._connect()
+                return await op(session)
+
+    # ------------------------------------------------------------------ InboundProvider
+
+    async def fetch(self, folder: str, cursor: str | None, limit: int) -> FetchResult:
+        """Messages after `cursor` (UIDVALIDITY:UID); a changed UIDVALIDITY replays the folder."""
+        return await self._call(lambda s: self._fetch(s, folder, cursor, max(1, limit)))
+
+    async def _fetch(self, session: ImapSession, folder: str, cursor: str | None, limit: int) -> FetchResult:
+        await session.sync(folder)
+        selected = await session.select(folder)
+        validity = selected.uidvalidity
+        position = UidCursor.parse(cursor)
+        resync = (cursor is not None and position is None) or (
+            position is not None and position.validity != validity
+        )
+        after = position.uid if position is not None and not resync else 0
+        uids = await session.search_after(after, folder)
+        self._highest[folder] = (validity, max([after, *uids[-1:]]))
+        take = uids[:limit]
+        messages = await fetch_messages(session, folder, take, validity, self.mailbox.max_message_bytes)
+        last = take[-1] if take else after
+        uid_of = {m.provider_id: int(m.provider_id.rpartition(":")[2]) for m in messages}  # "V:UID"
+        got = set(uid_of.values())
+        gap = next((uid for uid in take if uid not in got), None)
+        if gap is not None:
+            # a UID the server listed came back without a body: expunged meanwhile, or a reply
+            # we could not read. The cursor stops before it and the next cycle asks again (an
+            # expunged UID is simply no longer listed); nothing past it is skipped for good.
+            messages = [m for m in messages if uid_of[m.provider_id] < gap]
+            last = gap - 1
+        return FetchResult(
+            messages=messages,
+            cursor=str(UidCursor(validity, last)),
+            more=len(uids) > limit and gap is None,
+            resync=resync,
+        )
+
+    async def apply_post_action(self, message: RawMessage, action: PostAction) -> None:
+        if action.kind is PostActionKind.NONE:
+            return
+        await self._call(lambda s: apply_action(s, message, action))
+
+    async def apply_post_actions(self, messages: Sequence[RawMessage], action: PostAction) -> None:
+        if action.kind is PostActionKind.NONE:
+            return
+        by_folder: dict[str, list[RawMessage]] = {}
+        for message in messages:
+            by_folder.setdefault(message.folder, []).append(message)
+        for folder, group in by_folder.items():
+            await self._call(functools.partial(apply_actions, folder=folder, messages=group, action=action))
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
+
+    # ------------------------------------------------------------------ PushCapable
+
+    async def wait_for_change(self, folder: str, timeout_seconds: float) -> bool:
+        """IDLE on `folder` until something changes (True) or the timeout passes (False).
+
+        New mail that arrived since the last fetch counts as a change at once (aioimaplib drops
+        EXISTS responses outside IDLE, so the UIDs are checked before idling).
+        """
+        return await self._call(lambda s: self._wait(s, folder, timeout_seconds))
+
+    async def _wait(self, session: ImapSession, folder: str, timeout_seconds: float) -> bool:
+        await session.sync(folder)
+        selected = await session.select(folder)
+        known = self._highest.get(folder)
+        if known is not None:
+            if known[0] != selected.uidvalidity:
+                return True
+            if await session.search_after(known[1], folder):
+                return True
+        if self.settings.idle and "IDLE" in session.capabilities:
+            return await idle_until_change(session, folder, timeout_seconds)
+        return await self._poll(session, folder, timeout_seconds)
+
+    async def _poll(self, session: ImapSession, folder: str, timeout_seconds: float) -> bool:
+        """Fallback without IDLE: STATUS every POLL_SECONDS_WITHOUT_IDLE until UIDNEXT/MESSAGES move."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_seconds
+        first = await session.status(folder)
+        while (remaining := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(remaining, POLL_SECONDS_WITHOUT_IDLE))
+            if await session.status(folder) != first:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ Checkable
+
+    async def check(self) -> dict[str, str]:
+        """Connects, logs in, looks at every folder and the move target; returns printable facts."""
+
+        async def run(session: ImapSession) -> dict[str, str]:
+            s = self.settings
+            facts = {
+                "server": f"{s.host}:{s.port} ({s.security})",
+                "tls": session.tls_description(),
+                "login": f"ok ({s.auth} as {s.username})",
+                "idle": "yes" if "IDLE" in session.capabilities else "no (polling)",
+                "capabilities": " ".join(sorted(session.capabilities)),
+            }
+            for folder in self.mailbox.folders:
+                status = await session.status(folder)
+                messages, validity = status.get("MESSAGES", 0), status.get("UIDVALIDITY", "?")
+                facts[f"folder {folder}"] = f"exists, {messages} messages, uidvalidity {validity}"
+            action = self.mailbox.action
+            if action.kind is PostActionKind.MOVE and action.target:
+                facts["move target"] = await resolve_folder(session, action.target)
+            return facts
+
+        return await self._call(run)

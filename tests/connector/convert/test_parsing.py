@@ -1,0 +1,25 @@
+"""The conversion parser caches parsed headers and forgets them when a header changes."""
+
+from __future__ import annotations
+
+from connector.convert.parsing import parse_bytes
+
+RAW = b"Subject: one\r\nContent-Type: text/plain; charset=latin-1\r\n\r\nbody\r\n"
+
+
+def test_repeated_header_reads_return_the_same_parsed_object() -> None:
+    """The second read is the cached object, not a fresh parse of the header grammar."""
+    message = parse_bytes(RAW)
+    assert message.get("Content-Type") is message.get("content-type")
+    assert message.get_content_charset() == "latin-1"
+    assert message.get("X-Missing", "fallback") == "fallback"
+
+
+def test_changing_a_header_is_seen_on_the_next_read() -> None:
+    message = parse_bytes(RAW)
+    assert message["Subject"] == "one"
+    message.replace_header("Subject", "two")
+    message.set_param("charset", "utf-8")
+    del message["X-Nothing"]
+    message["X-New"] = "yes"
+    assert (message["Subject"], message.get_content_charset(), message["X-New"]) == ("two", "utf-8", "yes")

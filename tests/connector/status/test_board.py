@@ -1,0 +1,93 @@
+"""StatusBoard: exceptions become states in one place, changes are reported once, bodies fit the profile."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from connector.errors import (
+    AuthFailed,
+    ConfigError,
+    FolderMissing,
+    IWDUnavailable,
+    ProviderUnavailable,
+    StoreError,
+    Throttled,
+)
+from connector.iwd.profile import MailboxStatus as WireStatus
+from connector.status import MailboxState, StatusBoard, state_for
+
+NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("exc", "state"),
+    [
+        (AuthFailed("no"), MailboxState.AUTH_REQUIRED),
+        (Throttled("slow down", retry_after_seconds=5), MailboxState.THROTTLED),
+        (IWDUnavailable("down"), MailboxState.DEGRADED),
+        (StoreError("locked"), MailboxState.DEGRADED),
+        (ProviderUnavailable("refused"), MailboxState.ERROR),
+        (FolderMissing("gone"), MailboxState.ERROR),
+        (ConfigError(["bad"]), MailboxState.ERROR),
+        (RuntimeError("bug"), MailboxState.ERROR),
+    ],
+)
+def test_each_exception_class_maps_to_its_state(exc: BaseException, state: MailboxState) -> None:
+    """state_for decides by class only."""
+    assert state_for(exc) is state
+
+
+def test_a_repeated_failure_reports_a_change_only_once_and_recovery_once() -> None:
+    """inbound_failed/succeeded return True only on a change of state (callers log once)."""
+    board = StatusBoard()
+    assert board.inbound_failed("a", NOW, AuthFailed("login rejected")) is True
+    assert board.inbound_failed("a", NOW, AuthFailed("login rejected")) is False
+    assert board.inbound_succeeded("a", NOW, quarantined=0) is True
+    assert board.inbound_succeeded("a", NOW, quarantined=0) is False
+
+
+def test_last_error_is_sanitized_and_kept_after_recovery() -> None:
+    """Control characters are stripped, length is bounded, and the last error survives an ok cycle."""
+    board = StatusBoard()
+    board.inbound_failed("a", NOW, ProviderUnavailable("line1\r\nline2\x00" + "x" * 900))
+    board.inbound_succeeded("a", NOW, quarantined=0)
+    err = board.get("a").inbound.last_error
+    assert err is not None and err.code == "unavailable"
+    assert "\x00" not in err.message and "\r" not in err.message and len(err.message) <= 500
+
+
+def test_pause_shows_disabled_and_resume_restores_the_previous_state() -> None:
+    """A paused mailbox reads disabled; a cycle ending meanwhile does not overwrite that."""
+    board = StatusBoard()
+    board.inbound_failed("a", NOW, AuthFailed("no"))
+    board.set_paused("a", True)
+    board.inbound_succeeded("a", NOW, quarantined=0)
+    assert board.get("a").inbound.state is MailboxState.DISABLED
+    board.set_paused("a", False)
+    assert board.get("a").inbound.state is MailboxState.AUTH_REQUIRED
+
+
+def test_every_writer_bumps_the_version_and_wakes_readers() -> None:
+    """The reporter coalesces on `changed`; each write sets it."""
+    board = StatusBoard()
+    board.get("a")
+    board.changed.clear()
+    before = board.version
+    board.inbound_delivered("a", 3.0)
+    assert board.changed.is_set() and board.version == before + 1
+    assert board.get("a").inbound.delivered_total == 1
+
+
+def test_status_body_is_valid_for_the_iwd_profile() -> None:
+    """to_json() validates against the IWD profile's MailboxStatus, in every state."""
+    board = StatusBoard()
+    board.inbound_failed("a", NOW, Throttled("429"))
+    board.outbound_failed("a", NOW, AuthFailed("smtp 535"))
+    board.inbound_stalled("b", NOW, 300)
+    board.set_outbound_state("b", MailboxState.DISABLED)
+    for status in board.all():
+        WireStatus.model_validate(status.to_json())
+    assert board.get("a").outbound.state is MailboxState.AUTH_REQUIRED
+    assert board.get("b").inbound.last_error is not None

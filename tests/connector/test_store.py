@@ -1,0 +1,423 @@
+"""SqlStore against SQLite (a temp file) and PostgreSQL (a fresh database at 127.0.0.1:5432)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import connector.store.outbox_tables  # noqa: F401 - registers the outbox tables on the metadata
+from connector.errors import StoreError
+from connector.store import LedgerEntry, LedgerState, Store, migration, open_store
+from connector.store.engine import WRITE_OPTION, create_engine, parse_url
+from connector.store.migration import head_revision
+from connector.store.sql import SqlStore
+from connector.store.tables import metadata
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+LATER_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9001"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("ledger", recreate="always") as batch:
+        batch.add_column(sa.Column("note", sa.Text(), nullable=True))
+    op.execute("UPDATE ledger SET note = 'migrated'")
+
+
+def downgrade():
+    raise NotImplementedError
+"""
+NON_UTF8 = b"Subject: caf\xe9\r\n\r\n\xff\xfe\x00\x80 body \xc3\x28\r\n"
+
+
+def _postgres_listening() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A URL to an empty database: a SQLite file, or a PostgreSQL database made for this test."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/sub/dir/store.db"
+        return
+    if not _postgres_listening():
+        pytest.skip(f"nothing listens on {PG_HOST}:{PG_PORT}; PostgreSQL store tests need a server")
+    name = f"test_store_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(
+        f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test", isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    opened = await SqlStore.open(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def entry(
+    n: int = 1, *, mailbox: str = "box", folder: str = "INBOX", message_id: str | None = "<m@x>"
+) -> LedgerEntry:
+    return LedgerEntry(
+        external_id=f"ext-{mailbox}-{n}",
+        mailbox_id=mailbox,
+        folder=folder,
+        provider_id=f"77:{n}",
+        raw_sha256=hashlib.sha256(f"raw {n}".encode()).hexdigest(),
+        message_id=message_id,
+    )
+
+
+def _as_store(store: SqlStore) -> Store:
+    """mypy proves here that SqlStore satisfies the Store protocol."""
+    return store
+
+
+async def test_cursor_round_trip(store: SqlStore) -> None:
+    """A cursor reads back as written, per (mailbox, folder), and can be cleared."""
+    assert await store.get_cursor("box", "INBOX") is None
+    await store.set_cursor("box", "INBOX", "77:10")
+    await store.set_cursor("box", "Sent", "s1")
+    await store.set_cursor("other", "INBOX", "o1")
+    await store.set_cursor("box", "INBOX", "77:11")
+    assert await store.get_cursor("box", "INBOX") == "77:11"
+    assert await store.get_cursor("box", "Sent") == "s1"
+    assert await store.get_cursor("other", "INBOX") == "o1"
+    await store.set_cursor("box", "INBOX", None)
+    assert await store.get_cursor("box", "INBOX") is None
+
+
+async def test_intent_commit_then_acted(store: SqlStore) -> None:
+    """An entry moves pending -> delivered -> acted with iwd id and UTC timestamps."""
+    recorded = await store.ledger_record_intent(entry())
+    assert recorded.state is LedgerState.PENDING
+    assert recorded.iwd_id is None and recorded.delivered_at is None
+    assert recorded.created_at is not None and recorded.created_at.tzinfo is UTC
+
+    await store.ledger_commit(recorded.external_id, "iwd-1")
+    found = (await store.ledger_lookup("box", "INBOX", ["77:1"]))["77:1"]
+    assert (found.state, found.iwd_id) == (LedgerState.DELIVERED, "iwd-1")
+    assert found.delivered_at is not None and found.delivered_at.tzinfo is UTC
+    assert found.delivered_at >= recorded.created_at
+    assert await store.ledger_count("box", LedgerState.DELIVERED) == 1
+
+    await store.ledger_mark_acted(recorded.external_id)
+    found = (await store.ledger_lookup("box", "INBOX", ["77:1"]))["77:1"]
+    assert found.state is LedgerState.ACTED and found.iwd_id == "iwd-1"
+    assert await store.ledger_count("box", LedgerState.ACTED) == 1
+    assert await store.ledger_count("box", LedgerState.DELIVERED) == 0
+
+
+async def test_commit_acted_when_no_post_action_is_due(store: SqlStore) -> None:
+    """commit(acted=True) goes straight to acted and never shows up as a pending action."""
+    await store.ledger_record_intent(entry())
+    await store.ledger_commit("ext-box-1", "iwd-1", acted=True)
+    assert (await store.ledger_lookup("box", "INBOX", ["77:1"]))["77:1"].state is LedgerState.ACTED
+    assert await store.ledger_pending_actions("box") == []
+
+
+async def test_states_never_move_back(store: SqlStore) -> None:
+    """A repeated commit on an acted entry leaves it acted; mark_acted on pending is refused."""
+    await store.ledger_record_intent(entry(1))
+    await store.ledger_commit("ext-box-1", "iwd-1", acted=True)
+    await store.ledger_commit("ext-box-1", "iwd-1")
+    assert (await store.ledger_lookup("box", "INBOX", ["77:1"]))["77:1"].state is LedgerState.ACTED
+
+    await store.ledger_record_intent(entry(2))
+    with pytest.raises(StoreError, match="not committed") as caught:
+        await store.ledger_mark_acted("ext-box-2")
+    assert caught.value.context["external_id"] == "ext-box-2"
+    assert (await store.ledger_lookup("box", "INBOX", ["77:2"]))["77:2"].state is LedgerState.PENDING
+
+
+async def test_commit_sets_cursor_in_the_same_transaction(store: SqlStore) -> None:
+    """The cursor moves with a successful commit and stays put when the commit fails."""
+    await store.set_cursor("box", "INBOX", "77:0")
+    await store.ledger_record_intent(entry(1))
+    await store.ledger_commit("ext-box-1", "iwd-1", cursor=("box", "INBOX", "77:1"))
+    assert await store.get_cursor("box", "INBOX") == "77:1"
+
+    with pytest.raises(StoreError, match="no recorded intent") as caught:
+        await store.ledger_commit("ext-unknown", "iwd-2", cursor=("box", "INBOX", "77:2"))
+    assert caught.value.context["mailbox"] == "box"
+    assert await store.get_cursor("box", "INBOX") == "77:1"
+
+
+async def test_record_intent_twice_returns_same_entry_and_keeps_state(store: SqlStore) -> None:
+    """Recording an existing intent again returns the stored entry, state and iwd id intact."""
+    first = await store.ledger_record_intent(entry())
+    await store.ledger_commit(first.external_id, "iwd-1")
+    again = await store.ledger_record_intent(entry())
+    assert again.state is LedgerState.DELIVERED
+    assert again.iwd_id == "iwd-1"
+    assert again.created_at == first.created_at
+    assert await store.ledger_count() == 1
+
+
+async def test_record_intent_moves_existing_external_id_to_new_identity(store: SqlStore) -> None:
+    """After a resync (new UIDVALIDITY) the same external id is re-pointed at the new provider id."""
+    first = await store.ledger_record_intent(entry())
+    await store.ledger_commit(first.external_id, "iwd-1")
+    resynced = LedgerEntry(
+        external_id=first.external_id,
+        mailbox_id="box",
+        folder="INBOX",
+        provider_id="88:5",
+        raw_sha256=first.raw_sha256,
+        message_id=first.message_id,
+    )
+    moved = await store.ledger_record_intent(resynced)
+    assert (moved.provider_id, moved.state, moved.iwd_id) == ("88:5", LedgerState.DELIVERED, "iwd-1")
+    assert await store.ledger_lookup("box", "INBOX", ["77:1"]) == {}
+    assert (await store.ledger_lookup("box", "INBOX", ["88:5"]))["88:5"].external_id == first.external_id
+    assert await store.ledger_count() == 1
+
+
+async def test_record_intent_refuses_identity_held_by_another_external_id(store: SqlStore) -> None:
+    """Two external ids for one (mailbox, folder, provider id) is a bug: StoreError naming both."""
+    await store.ledger_record_intent(entry())
+    clash = LedgerEntry(
+        external_id="ext-other", mailbox_id="box", folder="INBOX", provider_id="77:1", raw_sha256="0" * 64
+    )
+    with pytest.raises(StoreError, match="different external id") as caught:
+        await store.ledger_record_intent(clash)
+    assert caught.value.context["existing_external_id"] == "ext-box-1"
+    assert caught.value.context["external_id"] == "ext-other"
+    assert await store.ledger_count() == 1
+
+
+async def test_find_content_matches_hash_and_message_id(store: SqlStore) -> None:
+    """Content lookup needs the same hash and message id; a missing message id matches only NULL."""
+    with_id = await store.ledger_record_intent(entry(1))
+    without_id = await store.ledger_record_intent(entry(2, message_id=None))
+    assert await store.ledger_find_content("box", with_id.raw_sha256, "<m@x>") == with_id
+    assert await store.ledger_find_content("box", with_id.raw_sha256, None) is None
+    assert await store.ledger_find_content("box", with_id.raw_sha256, "<other@x>") is None
+    assert await store.ledger_find_content("box", without_id.raw_sha256, None) == without_id
+    assert await store.ledger_find_content("box", without_id.raw_sha256, "<m@x>") is None
+    assert await store.ledger_find_content("elsewhere", with_id.raw_sha256, "<m@x>") is None
+
+
+async def test_pending_actions_returns_only_delivered_not_acted(store: SqlStore) -> None:
+    """Pending actions are delivered entries without their post-action, oldest first, per mailbox."""
+    for n in range(1, 6):
+        await store.ledger_record_intent(entry(n))
+    await store.ledger_record_intent(entry(9, mailbox="other"))
+    for n in (3, 1, 2, 4):
+        await store.ledger_commit(f"ext-box-{n}", f"iwd-{n}")
+    await store.ledger_commit("ext-other-9", "iwd-9")
+    await store.ledger_mark_acted("ext-box-2")
+    due = await store.ledger_pending_actions("box")
+    assert [e.external_id for e in due] == ["ext-box-3", "ext-box-1", "ext-box-4"]
+    assert all(e.state is LedgerState.DELIVERED for e in due)
+    assert [e.external_id for e in await store.ledger_pending_actions("box", limit=2)] == [
+        "ext-box-3",
+        "ext-box-1",
+    ]
+
+
+async def test_lookup_handles_more_ids_than_one_query_binds(store: SqlStore) -> None:
+    """A lookup of 1,200 provider ids returns exactly the recorded ones."""
+    for n in (5, 600, 1100):
+        await store.ledger_record_intent(entry(n))
+    ids = [f"77:{n}" for n in range(1200)]
+    assert sorted(await store.ledger_lookup("box", "INBOX", ids)) == ["77:1100", "77:5", "77:600"]
+    assert await store.ledger_lookup("box", "Other", ids) == {}
+
+
+async def test_concurrent_record_intent_with_one_external_id_makes_one_row(store_url: str) -> None:
+    """20 tasks on two store instances (as two replicas) racing on one external id leave one row."""
+    first, second = await SqlStore.open(store_url), await SqlStore.open(store_url)
+    try:
+        results = await asyncio.gather(
+            *((first if i % 2 else second).ledger_record_intent(entry(1)) for i in range(20))
+        )
+        assert {r.external_id for r in results} == {"ext-box-1"}
+        assert {r.created_at for r in results} == {results[0].created_at}
+        assert await first.ledger_count() == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_quarantine_put_twice_counts_attempts_and_keeps_raw_bytes(store: SqlStore) -> None:
+    """A repeat increments attempts and replaces the error; raw bytes come back byte for byte."""
+    first = await store.quarantine_put("box", "INBOX", "77:3", NON_UTF8, "bad header")
+    second = await store.quarantine_put("box", "INBOX", "77:3", NON_UTF8, "still bad \x00 \udcff")
+    assert second.id == first.id
+    assert second.attempts == 2
+    assert second.error == "still bad \ufffd ?"
+    assert second.raw == NON_UTF8
+    assert second.first_seen_at == first.first_seen_at
+    assert second.last_attempt_at >= first.last_attempt_at
+    assert second.first_seen_at.tzinfo is UTC
+    fetched = await store.quarantine_get(first.id)
+    assert fetched == second
+    assert await store.quarantine_count("box") == 1
+
+
+async def test_quarantine_resolve_removes_from_count(store: SqlStore) -> None:
+    """Resolved entries leave the count and default list but stay retrievable."""
+    kept = await store.quarantine_put("box", "INBOX", "77:1", b"a", "e1")
+    solved = await store.quarantine_put("box", "INBOX", "77:2", b"b", "e2")
+    await store.quarantine_put("other", "INBOX", "77:1", b"c", "e3")
+    await store.quarantine_resolve(solved.id, "ext-box-2")
+    assert await store.quarantine_count("box") == 1
+    assert await store.quarantine_count() == 2
+    assert [e.id for e in await store.quarantine_list("box")] == [kept.id]
+    listed = await store.quarantine_list("box", include_resolved=True)
+    assert [(e.id, e.resolved_external_id) for e in listed] == [(kept.id, None), (solved.id, "ext-box-2")]
+    assert await store.quarantine_get(999_999) is None
+    with pytest.raises(StoreError, match="no quarantine entry"):
+        await store.quarantine_resolve(999_999, "ext-x")
+
+
+async def test_data_survives_close_and_reopen(store_url: str) -> None:
+    """Reopening runs the migration step again and keeps every row."""
+    first = await open_store(store_url)
+    await first.set_cursor("box", "INBOX", "77:9")
+    await first.ledger_record_intent(entry())
+    await first.ledger_commit("ext-box-1", "iwd-1")
+    quarantined = await first.quarantine_put("box", "INBOX", "77:3", NON_UTF8, "bad")
+    await first.close()
+
+    for _ in range(2):
+        reopened = await open_store(store_url)
+        try:
+            assert await reopened.get_cursor("box", "INBOX") == "77:9"
+            assert (await reopened.ledger_lookup("box", "INBOX", ["77:1"]))["77:1"].iwd_id == "iwd-1"
+            got = await reopened.quarantine_get(quarantined.id)
+            assert got is not None and got.raw == NON_UTF8
+        finally:
+            await reopened.close()
+
+
+async def test_replicas_opening_together_migrate_once(store_url: str) -> None:
+    """Three stores opening one fresh database at once all succeed and see one schema."""
+    stores = await asyncio.gather(*(SqlStore.open(store_url) for _ in range(3)))
+    try:
+        await stores[0].set_cursor("box", "INBOX", "1")
+        assert [await s.get_cursor("box", "INBOX") for s in stores] == ["1", "1", "1"]
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+async def test_upgrade_to_a_later_revision_keeps_data(store_url: str, tmp_path: Path) -> None:
+    """A later revision that rebuilds the ledger table (as SQLite batch mode does) keeps every row."""
+    first = await SqlStore.open(store_url)
+    await first.ledger_record_intent(entry())
+    await first.ledger_commit("ext-box-1", "iwd-1", cursor=("box", "INBOX", "77:1"))
+    await first.close()
+    later = tmp_path / "later_versions"
+    later.mkdir()
+    (later / "r9001_add_note.py").write_text(LATER_REVISION)
+
+    engine = create_engine(parse_url(store_url))
+    try:
+        await migration.upgrade(
+            engine.execution_options(**{WRITE_OPTION: True}), extra_version_locations=[str(later)]
+        )
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "9001"
+            rows = (await conn.execute(text("SELECT external_id, state, iwd_id, note FROM ledger"))).all()
+            assert [tuple(r) for r in rows] == [("ext-box-1", "delivered", "iwd-1", "migrated")]
+            assert await conn.scalar(text("SELECT cursor FROM cursors")) == "77:1"
+    finally:
+        await engine.dispose()
+
+
+async def test_schema_is_at_head_and_matches_table_definitions(store: SqlStore) -> None:
+    """After open the database is at the newest revision and equals connector/store/tables.py."""
+
+    def inspect(connection: Connection) -> tuple[str | None, list[object]]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return context.get_current_revision(), compare_metadata(context, metadata)
+
+    async with store._engine.connect() as conn:
+        revision, diffs = await conn.run_sync(inspect)
+    assert revision == head_revision() == "0002"
+    assert diffs == []
+
+
+async def test_database_from_a_newer_version_is_refused(store_url: str) -> None:
+    """A schema revision this version does not know gives a StoreError that says so."""
+    opened = await SqlStore.open(store_url)
+    await opened.ledger_record_intent(entry())
+    async with opened._engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    await opened.close()
+    with pytest.raises(StoreError, match="newer connector") as caught:
+        await SqlStore.open(store_url)
+    assert caught.value.context["database_revision"] == "ffff"
+
+
+async def test_ping_succeeds_on_a_live_database(store: SqlStore) -> None:
+    """ping() returns quietly when the database answers."""
+    await store.ping()
+
+
+async def test_unreachable_postgres_raises_store_error_without_password() -> None:
+    """Connection failures become StoreError naming host and database, never the password."""
+    with socket.socket() as probe:
+        probe.bind((PG_HOST, 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StoreError) as caught:
+        await SqlStore.open(f"postgresql+asyncpg://u:s3cr3t-pw@{PG_HOST}:{port}/nowhere")
+    message = str(caught.value)
+    assert "s3cr3t-pw" not in message and "s3cr3t-pw" not in repr(caught.value.context)
+    assert caught.value.context["operation"] == "open"
+    assert caught.value.context["database"] == "nowhere"
+
+
+async def test_sqlite_file_gets_its_directory_and_wal_mode(tmp_path: Path) -> None:
+    """A SQLite store creates missing directories and runs in WAL mode with foreign keys on."""
+    path = tmp_path / "a" / "b" / "store.db"
+    opened = await SqlStore.open(f"sqlite:///{path}")
+    try:
+        async with opened._engine.connect() as conn:
+            assert (await conn.scalar(text("PRAGMA journal_mode"))) == "wal"
+            assert (await conn.scalar(text("PRAGMA foreign_keys"))) == 1
+            assert (await conn.scalar(text("PRAGMA synchronous"))) == 1  # NORMAL
+        assert path.exists()
+    finally:
+        await opened.close()
+
+
+async def test_unsupported_url_is_refused_with_store_error() -> None:
+    """A URL for another database names the backend, not the URL."""
+    with pytest.raises(StoreError, match="unsupported") as caught:
+        await SqlStore.open("mysql://user:pw@host/db")
+    assert caught.value.context["backend"] == "mysql"
