@@ -311,7 +311,14 @@ mail_max_userip_connections = 1000
         self._proc = None
 
     def kill(self) -> None:
-        """Simulates a crash: SIGKILL the master and all its processes at once."""
+        """Simulates a crash: SIGKILL the master and all its processes at once.
+
+        An imap process killed between creating a dotlock and writing its pid into it leaves an
+        empty `dovecot-uidlist.lock` that Dovecot only treats as stale after two minutes; every
+        SELECT of that folder waits until then (seen under CPU load). A real crash has the same
+        effect, and the client reports it as a SELECT timeout; the tests check the client's
+        recovery once the server serves again, so the dead processes' locks are removed here.
+        """
         if self._proc is None:
             return
         children = self._descendants()
@@ -319,6 +326,8 @@ mail_max_userip_connections = 1000
         self._proc.wait()
         self._kill_pids(children)
         self._proc = None
+        for lock in self.mail_root.rglob("*.lock"):
+            lock.unlink(missing_ok=True)
 
     def _kill_pids(self, pids: Iterable[int]) -> None:
         for pid in pids:
