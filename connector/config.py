@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from connector.models import PostAction
-from connector.secrets import expand_env, resolve_secret
+from connector.secrets import expand_env, is_secret_key, resolve_secret
 
 DEFAULT_POLL_SECONDS = 60
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -275,8 +275,6 @@ def _secret_ref(value: str) -> str:
     return value
 
 
-SecretRef = Annotated[str, AfterValidator(_secret_ref)]
-
 
 class ReloadSettings(_Model):
     """Hot reload of mailboxes: on SIGHUP, when the file changes, or (source iwd) from IWD."""
@@ -305,12 +303,26 @@ class ConnectorSettings(_Model):
         description="file: mailboxes come from this file; "
         "iwd: from GET /emails/mailboxes, with secrets from 'secrets:'",
     )
-    secrets: dict[MailboxId, dict[str, SecretRef]] = Field(
+    secrets: dict[MailboxId, dict[str, str]] = Field(  # kept as written: resolved per use
         default_factory=dict,
-        description="Per mailbox id, dotted setting path -> secret reference (e.g. imap.password: ${VAR}); "
-        "merged locally into IWD-held configuration, so no secret travels through IWD",
+        description="Per mailbox id, dotted setting path -> secret reference (e.g. imap.password: ${VAR}) "
+        "or local pin/override (imap.host, imap.verify_tls, imap.ca_file...); merged locally into "
+        "IWD-held configuration, so no secret travels through IWD",
     )
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_fields_take_references(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """A secret field takes only a reference; a pin or override (host, verify_tls) may be literal."""
+        for mailbox_id, entries in value.items():
+            for dotted, setting in entries.items():
+                if is_secret_key(dotted.rsplit(".", 1)[-1]):
+                    try:
+                        _secret_ref(setting)
+                    except ValueError as exc:
+                        raise ValueError(f"{mailbox_id}.{dotted}: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ConnectorSettings:

@@ -8,10 +8,12 @@ IWD are taken literally: a `${VAR}` or `file:` in them is refused, or IWD could 
 read a local secret into a field it then reports back.
 
 Nor may IWD weaken TLS or move an endpoint the local secrets are sent to (`verify_tls: false`,
-`allow_insecure: true`, `security: plain`, `ca_file`, oauth `authority`/`token_uri`/`ca_file`,
-`api_endpoint`): such a value is refused, and the mailbox does not run, unless the local `secrets:`
-entry sets the same path (`imap.verify_tls: ${SUPPORT_VERIFY_TLS}`, `imap.ca_file: file:/etc/ca.pem`).
-A local override is always used, whatever IWD says.
+`allow_insecure: true`, `security: plain`, `ca_file`, oauth `authority`/`token_uri`/`ca_file`/
+`service_account_file`, `api_endpoint`): such a value is refused, and the mailbox does not run,
+unless the local `secrets:` entry sets the same path (`imap.verify_tls: "false"`,
+`imap.ca_file: file:/etc/ca.pem`). And a block whose secrets are local (`imap.password`) sends them
+only to a host pinned locally (`imap.host: imap.example.com`): without that pin, or when IWD names
+another host, the mailbox does not run. A local override is always used, whatever IWD says.
 """
 
 from __future__ import annotations
@@ -49,7 +51,12 @@ _TLS_SAFE: dict[str, tuple[object, ...]] = {
     "security": ("tls", "starttls"),
     "ca_file": (None,),
 }
-_OAUTH_SAFE: dict[str, tuple[object, ...]] = {"authority": (None,), "token_uri": (None,), "ca_file": (None,)}
+_OAUTH_SAFE: dict[str, tuple[object, ...]] = {
+    "authority": (None,),
+    "token_uri": (None,),
+    "ca_file": (None,),
+    "service_account_file": (None,),  # a key file on this host: which one is the local admin's choice
+}
 # Dotted path -> the values IWD may set; anything else needs the same path set locally in `secrets:`.
 GUARDED: dict[str, tuple[object, ...]] = {
     **{f"{block}.{leaf}": safe for block in ("imap", "smtp") for leaf, safe in _TLS_SAFE.items()},
@@ -61,6 +68,8 @@ GUARDED: dict[str, tuple[object, ...]] = {
     "gmail.api_endpoint": (None,),
     "graph.api_endpoint": (None, GraphSettings.model_fields["api_endpoint"].default),
 }
+# Blocks that send their secrets to a configurable host: with a local secret, the host is pinned too.
+HOST_BLOCKS = ("imap", "smtp")
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -84,30 +93,48 @@ def _get_path(data: Mapping[str, Any], dotted: str) -> Any:
 
 
 def _local_value(dotted: str, reference: str, where: str) -> str:
-    """A local override: `${VAR}` is expanded; `file:/path` means that path (for ca_file)."""
+    """A local override: literal, or `${VAR}` expanded; `file:/path` means that path (for ca_file)."""
     try:
         return expand_env(reference[5:] if reference.startswith("file:") else reference)
     except SecretRefError as exc:
         raise ConfigError([f"secrets.{where}.{dotted}: {exc}"], "local file") from None
 
 
-def _same(iwd_value: Any, local: str) -> bool:
+def _same(iwd_value: Any, local: str, dotted: str) -> bool:
     if isinstance(iwd_value, bool):
         return str(iwd_value).lower() == local.strip().lower()
+    if dotted.endswith(".host"):
+        return str(iwd_value).strip().rstrip(".").lower() == local.strip().rstrip(".").lower()
     return str(iwd_value) == local
 
 
-def _apply_guarded(data: dict[str, Any], overrides: Mapping[str, str], mailbox_id: str, where: str) -> None:
-    """Refuses TLS-weakening or endpoint-moving values from IWD unless set alike locally."""
+def _pinned_hosts(secrets: Mapping[str, str]) -> list[str]:
+    """`imap.host` / `smtp.host` for each block that holds a local secret."""
+    return [
+        f"{block}.host"
+        for block in HOST_BLOCKS
+        if any(k.startswith(f"{block}.") and is_secret_key(k.rsplit(".", 1)[-1]) for k in secrets)
+    ]
+
+
+def _apply_guarded(data: dict[str, Any], local: Mapping[str, str], mailbox_id: str, where: str) -> None:
+    """Refuses TLS-weakening or endpoint-moving values from IWD unless set alike locally, and a
+    host for local secrets that is not pinned locally."""
     problems: list[str] = []
-    for dotted, safe in GUARDED.items():
+    pinned = _pinned_hosts(local)
+    for dotted, safe in [*GUARDED.items(), *((host, ()) for host in pinned)]:
         iwd_value = _get_path(data, dotted)
-        if dotted in overrides:
-            local = _local_value(dotted, overrides[dotted], mailbox_id)
-            if iwd_value is not _MISSING and iwd_value not in safe and not _same(iwd_value, local):
+        if dotted in local:
+            value = _local_value(dotted, local[dotted], mailbox_id)
+            if iwd_value is not _MISSING and iwd_value not in safe and not _same(iwd_value, value, dotted):
                 problems.append(f"{where}.{dotted}: IWD sets a value that differs from the local override")
             else:
-                _set_path(data, dotted, local)
+                _set_path(data, dotted, value)
+        elif dotted in pinned:
+            problems.append(
+                f"{where}.{dotted}: the local {dotted.split('.')[0]} secrets go only to a host set in "
+                f"this file; add secrets.{mailbox_id}.{dotted}"
+            )
         elif iwd_value is not _MISSING and iwd_value not in safe:
             problems.append(
                 f"{where}.{dotted}: refused from IWD (it would weaken TLS or move where secrets are sent); "
@@ -115,6 +142,10 @@ def _apply_guarded(data: dict[str, Any], overrides: Mapping[str, str], mailbox_i
             )
     if problems:
         raise ConfigError(problems, "IWD")
+
+
+def _is_local_setting(dotted: str) -> bool:
+    return dotted in GUARDED or dotted in {f"{block}.host" for block in HOST_BLOCKS}
 
 
 def mailbox_from_iwd(
@@ -128,19 +159,20 @@ def mailbox_from_iwd(
     if data["id"] != mailbox_id:
         raise ConfigError([f"{where}.id: differs from the IWD mailbox id"], "IWD")
     for dotted in secrets:
-        if dotted not in GUARDED and not is_secret_key(dotted.rsplit(".", 1)[-1]):
+        if not _is_local_setting(dotted) and not is_secret_key(dotted.rsplit(".", 1)[-1]):
             # a reference put in a public field would be reported back to IWD
             raise ConfigError(
                 [
                     f"secrets: '{dotted}' is not a secret setting (password, token, client_secret...) "
-                    "nor a TLS/endpoint override (verify_tls, allow_insecure, security, ca_file, authority, "
-                    "token_uri, api_endpoint)"
+                    "nor a host pin or TLS/endpoint override (imap.host, smtp.host, verify_tls, "
+                    "allow_insecure, security, ca_file, authority, token_uri, service_account_file, "
+                    "api_endpoint)"
                 ],
                 "local file",
             )
-    _apply_guarded(data, {k: v for k, v in secrets.items() if k in GUARDED}, mailbox_id, where)
+    _apply_guarded(data, secrets, mailbox_id, where)
     for dotted, reference in secrets.items():
-        if dotted not in GUARDED:
+        if not _is_local_setting(dotted):
             _set_path(data, dotted, reference)
     try:
         return MailboxSettings.model_validate(data)
