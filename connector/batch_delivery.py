@@ -257,8 +257,7 @@ class BatchDelivery:
         if isinstance(exc, IWDRejected) and not is_payload_fault(exc):
             failure.append(exc)
             return
-        msg = work.message
-        await self.quarantine(msg.folder, msg.provider_id, msg.raw, str(exc), report)
+        await self.quarantine(work.message, str(exc), report)
         work.outcome = Outcome.QUARANTINED
 
     async def _payload(self, work: Work) -> dict[str, Any]:
@@ -342,17 +341,16 @@ class BatchDelivery:
             error=str(exc),
         )
 
-    async def quarantine(
-        self, folder: str, provider_id: str, raw: bytes, error: str, report: CycleReport
-    ) -> QuarantineEntry:
-        entry = await self.store.quarantine_put(self.mailbox.id, folder, provider_id, raw, error)
+    async def quarantine(self, message: RawMessage, error: str, report: CycleReport) -> QuarantineEntry:
+        """Keeps the message with its server metadata, so a retry makes the item it would have been."""
+        entry = await self.store.quarantine_put(self.mailbox.id, message, error)
         report.quarantined += 1
         if self.events is not None:
             self.events.quarantined(self.mailbox.id)
         self.log.warning(
             "message_quarantined",
-            folder=folder,
-            provider_id=provider_id,
+            folder=message.folder,
+            provider_id=message.provider_id,
             attempts=entry.attempts,
             error=error,
         )

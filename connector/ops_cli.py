@@ -188,6 +188,13 @@ def _summary(raw: bytes) -> dict[str, str]:
     return {name: str(headers.get(name, "")) for name in ("From", "Subject", "Date", "Message-ID")}
 
 
+def _size_text(entry: QuarantineEntry) -> str:
+    text = f"{entry.message.size} bytes"
+    if entry.headers_only:
+        text += f" (oversize: only the {len(entry.raw)}-byte header block is kept)"
+    return text
+
+
 async def _entries(settings: ConnectorSettings, mailbox: str | None) -> list[QuarantineEntry]:
     async with _store(settings) as store:
         return await store.quarantine_list(mailbox)
@@ -239,7 +246,8 @@ def quarantine_show(config: ConfigOption, entry_id: Annotated[int, typer.Argumen
         "attempts": str(entry.attempts),
         "first seen": entry.first_seen_at.isoformat(),
         "last attempt": entry.last_attempt_at.isoformat(),
-        "size": f"{len(entry.raw)} bytes",
+        "received": entry.internal_date.isoformat() if entry.internal_date else "unknown",
+        "size": _size_text(entry),
         "error": entry.error,
         **_summary(entry.raw),
     }

@@ -158,9 +158,7 @@ class MailboxSync:
             try:
                 work.item = await self._convert(message)
             except MessageError as exc:
-                await self.delivery.quarantine(
-                    message.folder, message.provider_id, message.raw, str(exc), report
-                )
+                await self.delivery.quarantine(message, str(exc), report)
                 work.outcome = Outcome.QUARANTINED
                 continue
             self.crash.reached("converted")
@@ -209,23 +207,26 @@ class MailboxSync:
         return held
 
     async def retry_quarantined(self, entry: QuarantineEntry, report: CycleReport | None = None) -> bool:
+        """Converts the kept message again, with the metadata it was fetched with (so receivedAt,
+        size and the oversize flag are the server's, not the retry's); True once IWD holds it."""
         report = report or CycleReport(self.mailbox.id)
-        message = RawMessage(
-            folder=entry.folder, provider_id=entry.provider_id, raw=entry.raw, size=len(entry.raw)
-        )
+        message = entry.message
+
+        def last_resort(error: str) -> EmailItem:
+            return unparseable_item(entry.raw, error, size=message.size, headers_only=message.headers_only)
+
         if entry.attempts >= self.quarantine_max_attempts:
             # out of attempts, whether conversion failed or IWD kept refusing the item: a person
             # still gets the mail, flagged unparseable with the raw .eml attached
-            item = unparseable_item(entry.raw, entry.error)
+            item = last_resort(entry.error)
         else:
             try:
                 item = await self._convert(message)
             except MessageError as exc:
                 if entry.attempts + 1 < self.quarantine_max_attempts:
-                    where = (entry.folder, entry.provider_id, entry.raw)
-                    await self.delivery.quarantine(*where, str(exc), report)
+                    await self.delivery.quarantine(message, str(exc), report)
                     return False
-                item = unparseable_item(entry.raw, str(exc))
+                item = last_resort(str(exc))
         known = await self.store.ledger_lookup(self.mailbox.id, entry.folder, [entry.provider_id])
         work = Work(message, entry=known.get(entry.provider_id), item=item)
         if work.entry is not None and work.entry.state is not LedgerState.PENDING:

@@ -225,8 +225,12 @@ def _sent_at(values: list[str], defects: list[str]) -> datetime | None:
     return when
 
 
-def unparseable_item(raw: bytes, error: str) -> EmailItem:
-    """A placeholder item for a quarantined message: a person sees it with the raw message attached."""
+def unparseable_item(
+    raw: bytes, error: str, *, size: int | None = None, headers_only: bool = False
+) -> EmailItem:
+    """A placeholder item for a quarantined message: a person sees it with the raw message attached.
+    `size` is the message's size on the server; `headers_only` says `raw` is only its header block
+    (oversize), so the item says so and a person knows to open the original in the mailbox."""
     digest = hashlib.sha256(raw).hexdigest()
     defects: list[str] = []
     try:
@@ -237,11 +241,13 @@ def unparseable_item(raw: bytes, error: str) -> EmailItem:
     except Exception:  # must never raise: this is the last resort for a broken message
         subject, senders, message_id = "", (), synthetic_message_id(digest)
     safe_error = error.encode("utf-8", "replace").decode("utf-8")[:500]
-    text = (
-        "This message could not be converted and was quarantined.\n"
-        f"Reason: {safe_error}\n"
-        "The original message is attached as original.eml.\n"
+    kept = (
+        "Only its header block was fetched (it is over the size limit); the full message is still "
+        "in the mailbox. The header block is attached as original.eml.\n"
+        if headers_only
+        else "The original message is attached as original.eml.\n"
     )
+    text = f"This message could not be converted and was quarantined.\nReason: {safe_error}\n{kept}"
     return EmailItem(
         message_id=message_id,
         subject=subject or "(message could not be read)",
@@ -250,9 +256,9 @@ def unparseable_item(raw: bytes, error: str) -> EmailItem:
         normalized_subject=normalize_subject(subject),
         text_body=text,
         attachments=(make_attachment("original.eml", "message/rfc822", raw),),
-        flags=ItemFlags(unparseable=True),
+        flags=ItemFlags(unparseable=True, oversize=headers_only),
         defects=(f"unparseable: {safe_error}",),
-        size=len(raw),
+        size=len(raw) if size is None else size,
         raw_sha256=digest,
     )
 

@@ -50,4 +50,8 @@ def quarantine_entry(row: Row[Any]) -> QuarantineEntry:
         first_seen_at=row.first_seen_at,
         last_attempt_at=row.last_attempt_at,
         resolved_external_id=row.resolved_external_id,
+        internal_date=row.internal_date,
+        size=row.size,
+        headers_only=bool(row.headers_only),
+        thread_hint=row.thread_hint,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from connector.errors import StoreError
+from connector.models import RawMessage
 from connector.store import migration
 from connector.store.engine import (
     create_engine,
@@ -17,6 +18,7 @@ from connector.store.engine import (
 )
 from connector.store.ledger_sql import LedgerSql
 from connector.store.rows import (
+    clean_optional_text,
     clean_text,
     quarantine_entry,
     utc_now,
@@ -61,22 +63,25 @@ class SqlStore(LedgerSql):
                 await self._upsert_cursor(conn, mailbox_id, folder, cursor)
 
     # quarantine ----------------------------------------------------------------------
-    async def quarantine_put(
-        self, mailbox_id: str, folder: str, provider_id: str, raw: bytes, error: str
-    ) -> QuarantineEntry:
+    async def quarantine_put(self, mailbox_id: str, message: RawMessage, error: str) -> QuarantineEntry:
         now = utc_now()
+        folder, provider_id = message.folder, message.provider_id
         stmt = self._insert(quarantine).values(
             mailbox_id=mailbox_id,
             folder=folder,
             provider_id=provider_id,
-            raw=bytes(raw),
+            raw=bytes(message.raw),
             error=clean_text(error),
             attempts=1,
             first_seen_at=now,
             last_attempt_at=now,
+            internal_date=message.internal_date,
+            size=message.size,
+            headers_only=message.headers_only,
+            thread_hint=clean_optional_text(message.thread_hint),
         )
-        # A repeat keeps the first raw bytes and first-seen time; a new failure of a resolved
-        # entry reopens it, because it needs a person again.
+        # A repeat keeps the first raw bytes, their metadata and the first-seen time; a new
+        # failure of a resolved entry reopens it, because it needs a person again.
         stmt = stmt.on_conflict_do_update(
             index_elements=[quarantine.c.mailbox_id, quarantine.c.folder, quarantine.c.provider_id],
             set_={

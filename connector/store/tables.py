@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 # Named constraints let later revisions alter them (SQLite batch mode needs names).
@@ -106,5 +108,10 @@ quarantine = Table(
     Column("first_seen_at", UtcDateTime, nullable=False),
     Column("last_attempt_at", UtcDateTime, nullable=False),
     Column("resolved_external_id", String(), nullable=True),
+    # the message's metadata from the server (r0003); NULL on rows kept before it was recorded
+    Column("internal_date", UtcDateTime, nullable=True),
+    Column("size", Integer, nullable=True),
+    Column("headers_only", Boolean, nullable=False, server_default=false()),
+    Column("thread_hint", String(), nullable=True),
     UniqueConstraint("mailbox_id", "folder", "provider_id"),
 )

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from connector.models import RawMessage
+
 
 class LedgerState(enum.StrEnum):
     PENDING = "pending"  # intent recorded, IWD not yet known to have accepted
@@ -44,6 +46,25 @@ class QuarantineEntry:
     first_seen_at: datetime
     last_attempt_at: datetime
     resolved_external_id: str | None = None  # set once delivered (as a normal or unparseable item)
+    # the server's metadata of the message as fetched; None on entries kept before it was recorded
+    internal_date: datetime | None = None
+    size: int | None = None
+    headers_only: bool = False
+    thread_hint: str | None = None
+
+    @property
+    def message(self) -> RawMessage:
+        """The message as it was fetched, so a retry converts it into the same item; an entry
+        without a recorded size is taken to hold the whole message."""
+        return RawMessage(
+            folder=self.folder,
+            provider_id=self.provider_id,
+            raw=self.raw,
+            size=len(self.raw) if self.size is None else self.size,
+            internal_date=self.internal_date,
+            headers_only=self.headers_only,
+            thread_hint=self.thread_hint,
+        )
 
 
 class Store(Protocol):
@@ -122,11 +143,10 @@ class Store(Protocol):
     async def ledger_count(self, mailbox_id: str | None = None, state: LedgerState | None = None) -> int: ...
 
     # quarantine ----------------------------------------------------------------------
-    async def quarantine_put(
-        self, mailbox_id: str, folder: str, provider_id: str, raw: bytes, error: str
-    ) -> QuarantineEntry:
-        """Keeps the raw message; a repeat for the same (mailbox, folder, provider id)
-        increments attempts and replaces the error."""
+    async def quarantine_put(self, mailbox_id: str, message: RawMessage, error: str) -> QuarantineEntry:
+        """Keeps the raw message and its server metadata (internal date, size, headers_only,
+        thread hint); a repeat for the same (mailbox, folder, provider id) increments attempts and
+        replaces the error, keeping the first raw bytes and their metadata."""
         ...
 
     async def quarantine_list(

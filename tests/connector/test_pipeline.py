@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,12 @@ from connector.iwd import IWDClient
 from connector.models import PostAction, RawMessage
 from connector.pipeline import MailboxSync
 from connector.sandbox import SandboxIWD
+from connector.store import open_store
 from connector.store.types import LedgerState, Store
 from providers.fake import FakeInboundProvider
 from providers.maildir import MaildirInboundProvider, deliver_to_maildir
 from tests.conftest import maildir_mailbox
+from tests.connector.test_store import seed_pre_r0003_quarantine
 from tests.mailfactory import make_message
 from tests.peers.sandbox import real_client
 
@@ -312,3 +316,143 @@ def _refusing_poison(real: Any) -> Any:
         return real(raw, **kw)
 
     return picky
+
+
+ARRIVED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+RETRIED = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class WithServerMetadata(FakeInboundProvider):
+    """Hands over its messages with the metadata an IMAP server gives: arrival time, thread id,
+    and for an oversize message only the header block with the real size."""
+
+    def __init__(self, messages: dict[str, list[bytes]], oversize: dict[str, int] | None = None) -> None:
+        super().__init__(messages)
+        self.oversize = oversize or {}
+
+    async def fetch(self, folder: str, cursor: str | None, limit: int) -> Any:
+        result = await super().fetch(folder, cursor, limit)
+        messages = [self._as_server_gives(m) for m in result.messages]
+        return type(result)(messages=messages, cursor=result.cursor, more=result.more)
+
+    def _as_server_gives(self, message: RawMessage) -> RawMessage:
+        real_size = self.oversize.get(message.provider_id)
+        header_block = message.raw.split(b"\n\n", 1)[0] + b"\n\n"
+        return replace(
+            message,
+            raw=message.raw if real_size is None else header_block,
+            size=real_size or message.size,
+            headers_only=real_size is not None,
+            internal_date=ARRIVED,
+            thread_hint="thread-42",
+        )
+
+
+class Switch:
+    """A convert() that refuses POISON mail while `refusing` is set."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.refusing = True
+
+    def __call__(self, raw: bytes, **kw: Any) -> Any:
+        if self.refusing and b"POISON" in raw:
+            raise MessageError("nesting too deep")
+        return self.real(raw, **kw)
+
+
+def synced(tmp_path: Path, provider: FakeInboundProvider, store: Store, iwd: IWDClient) -> MailboxSync:
+    """A sync whose clock reads RETRIED, so an item dated by the clock is told apart from the server's."""
+    return MailboxSync(maildir_mailbox(tmp_path), provider, store, iwd, clock=lambda: RETRIED)
+
+
+async def test_a_quarantined_message_retried_later_keeps_the_servers_arrival_time(
+    tmp_path: Path, store: Store, iwd: IWDClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quarantined with an internal date, fixed, retried: receivedAt is the server's arrival time,
+    not the retry's, and the provider's thread id still sets the thread key."""
+    convert = Switch(pipeline_module.convert)
+    monkeypatch.setattr(pipeline_module, "convert", convert)
+    provider = WithServerMetadata({"INBOX": [make_message(1, subject="POISON pill")]})
+    sync = synced(tmp_path, provider, store, iwd)
+    assert (await sync.run_cycle()).quarantined == 1
+    (entry,) = await store.quarantine_list("mb-1")
+    assert (entry.internal_date, entry.thread_hint) == (ARRIVED, "thread-42")
+
+    convert.refusing = False
+    assert (await sync.run_cycle()).delivered == 1
+    (item,) = await items_in(iwd, "mb-1")
+    assert datetime.fromisoformat(item["receivedAt"]) == ARRIVED
+    assert item["threadKey"] == "thread-42"
+    assert item["flags"]["unparseable"] is False
+    assert await store.quarantine_count("mb-1") == 0
+
+
+async def test_an_oversize_message_retried_from_quarantine_is_still_oversize_with_its_real_size(
+    tmp_path: Path, store: Store, iwd: IWDClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only its header block was fetched and kept; the retry makes the oversize placeholder with
+    the size on the server, not a whole message of the header block's size."""
+    convert = Switch(pipeline_module.convert)
+    monkeypatch.setattr(pipeline_module, "convert", convert)
+    provider = WithServerMetadata(
+        {"INBOX": [make_message(2, subject="POISON big")]}, oversize={"0": 48_000_000}
+    )
+    sync = synced(tmp_path, provider, store, iwd)
+    assert (await sync.run_cycle()).quarantined == 1
+    (entry,) = await store.quarantine_list("mb-1")
+    assert (entry.size, entry.headers_only) == (48_000_000, True)
+
+    convert.refusing = False
+    await sync.run_cycle()
+    (item,) = await items_in(iwd, "mb-1")
+    assert item["flags"]["oversize"] is True
+    assert item["size"] == 48_000_000
+    assert "48,000,000 bytes" in item["textBody"]
+    assert datetime.fromisoformat(item["receivedAt"]) == ARRIVED
+
+
+async def test_a_message_that_never_converts_arrives_unparseable_with_the_servers_date_and_size(
+    tmp_path: Path, store: Store, iwd: IWDClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the last attempt the unparseable item still carries the server's arrival time, the
+    real size and the oversize flag, with the kept header block attached and said to be only that."""
+    monkeypatch.setattr(pipeline_module, "convert", Switch(pipeline_module.convert))
+    big = make_message(3, subject="POISON big")
+    provider = WithServerMetadata({"INBOX": [big]}, oversize={"0": 31_000_000})
+    sync = synced(tmp_path, provider, store, iwd)
+    for _ in range(3):
+        await sync.run_cycle()
+    (item,) = await items_in(iwd, "mb-1")
+    assert item["flags"]["unparseable"] is True and item["flags"]["oversize"] is True
+    assert item["size"] == 31_000_000
+    assert "still in the mailbox" in item["textBody"]  # the attachment is only the header block
+    (attachment,) = item["attachments"]
+    kept = await iwd.download_attachment(attachment["attachmentId"])
+    assert kept.data == big.split(b"\n\n", 1)[0] + b"\n\n"
+    assert datetime.fromisoformat(item["receivedAt"]) == ARRIVED
+    assert await store.quarantine_count("mb-1") == 0
+
+
+async def test_a_quarantine_row_from_before_r0003_is_retried_as_a_whole_message(
+    tmp_path: Path, iwd: IWDClient
+) -> None:
+    """A row kept before the metadata was recorded survives the upgrade and is retried with
+    size len(raw), not flagged oversize, dated by the clock since its arrival time is unknown."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    raw = make_message(4, subject="Kept before the upgrade")
+    await seed_pre_r0003_quarantine(url, raw)
+    store = await open_store(url)
+    try:
+        sync = MailboxSync(
+            maildir_mailbox(tmp_path, "box"), FakeInboundProvider({}), store, iwd, clock=lambda: RETRIED
+        )
+        (entry,) = await store.quarantine_list("box")
+        assert await sync.retry_quarantined(entry) is True
+        assert await store.quarantine_count("box") == 0
+    finally:
+        await store.close()
+    (item,) = await items_in(iwd, "box")
+    assert item["subject"] == "Kept before the upgrade"
+    assert (item["size"], item["flags"]["oversize"]) == (len(raw), False)
+    assert datetime.fromisoformat(item["receivedAt"]) == RETRIED

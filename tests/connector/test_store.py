@@ -7,8 +7,9 @@ import hashlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -19,11 +20,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import connector.store.outbox_tables  # noqa: F401 - registers the outbox tables on the metadata
 from connector.errors import StoreError
+from connector.models import RawMessage
 from connector.store import LedgerEntry, LedgerState, Store, migration, open_store
 from connector.store.engine import WRITE_OPTION, create_engine, parse_url
 from connector.store.migration import head_revision
 from connector.store.sql import SqlStore
-from connector.store.tables import metadata
+from connector.store.tables import metadata, quarantine
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 LATER_REVISION = """
@@ -31,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9001"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -98,6 +100,36 @@ def entry(
         raw_sha256=hashlib.sha256(f"raw {n}".encode()).hexdigest(),
         message_id=message_id,
     )
+
+
+def as_fetched(provider_id: str, raw: bytes, **metadata: Any) -> RawMessage:
+    """A message of INBOX as a provider hands it over (size len(raw) unless given)."""
+    return RawMessage(
+        folder="INBOX", provider_id=provider_id, raw=raw, size=metadata.pop("size", len(raw)), **metadata
+    )
+
+
+async def seed_pre_r0003_quarantine(url: str, raw: bytes) -> None:
+    """A database at revision 0002 holding one quarantine row, as a connector before r0003 left it."""
+    engine = create_engine(parse_url(url))
+    try:
+        await migration.upgrade(engine.execution_options(**{WRITE_OPTION: True}), target="0002")
+        now = datetime.now(UTC)
+        async with engine.begin() as conn:
+            await conn.execute(
+                quarantine.insert().values(
+                    mailbox_id="box",
+                    folder="INBOX",
+                    provider_id="77:5",
+                    raw=raw,
+                    error="old failure",
+                    attempts=1,
+                    first_seen_at=now,
+                    last_attempt_at=now,
+                )
+            )
+    finally:
+        await engine.dispose()
 
 
 def _as_store(store: SqlStore) -> Store:
@@ -274,8 +306,8 @@ async def test_concurrent_record_intent_with_one_external_id_makes_one_row(store
 
 async def test_quarantine_put_twice_counts_attempts_and_keeps_raw_bytes(store: SqlStore) -> None:
     """A repeat increments attempts and replaces the error; raw bytes come back byte for byte."""
-    first = await store.quarantine_put("box", "INBOX", "77:3", NON_UTF8, "bad header")
-    second = await store.quarantine_put("box", "INBOX", "77:3", NON_UTF8, "still bad \x00 \udcff")
+    first = await store.quarantine_put("box", as_fetched("77:3", NON_UTF8), "bad header")
+    second = await store.quarantine_put("box", as_fetched("77:3", NON_UTF8), "still bad \x00 \udcff")
     assert second.id == first.id
     assert second.attempts == 2
     assert second.error == "still bad \ufffd ?"
@@ -288,11 +320,60 @@ async def test_quarantine_put_twice_counts_attempts_and_keeps_raw_bytes(store: S
     assert await store.quarantine_count("box") == 1
 
 
+async def test_quarantine_keeps_the_server_metadata_and_a_repeat_does_not_replace_it(store: SqlStore) -> None:
+    """Internal date (as UTC), real size, headers_only and thread hint come back as written; a
+    repeat with other metadata keeps the first, which describes the kept raw bytes."""
+    arrived = datetime(2024, 3, 9, 23, 30, 5, tzinfo=timezone(timedelta(hours=-5)))
+    header_block = b"Subject: big\r\nFrom: a@example.net\r\n\r\n"
+    first = as_fetched(
+        "77:8", header_block, size=48_000_000, internal_date=arrived, headers_only=True, thread_hint="t-\x00"
+    )
+    put = await store.quarantine_put("box", first, "bad")
+    again = await store.quarantine_put("box", as_fetched("77:8", b"Subject: other\r\n\r\n"), "still bad")
+    (listed,) = await store.quarantine_list("box")
+    for got in (put, again, listed, await store.quarantine_get(put.id)):
+        assert got is not None
+        assert got.internal_date == arrived and got.internal_date.tzinfo is UTC
+        assert (got.size, got.headers_only, got.thread_hint) == (48_000_000, True, "t-\ufffd")
+        assert got.raw == header_block
+    assert again.attempts == 2
+    message = listed.message
+    assert (message.folder, message.provider_id, message.raw) == ("INBOX", "77:8", header_block)
+    assert (message.size, message.internal_date, message.headers_only) == (48_000_000, arrived, True)
+    assert message.thread_hint == "t-\ufffd"
+
+
+async def test_quarantine_without_metadata_reads_as_a_whole_message(store: SqlStore) -> None:
+    """No internal date or thread hint is stored as NULL; the rebuilt message has the raw size."""
+    raw = b"Subject: x\r\n\r\nbody"
+    put = await store.quarantine_put("box", as_fetched("77:9", raw), "bad")
+    assert (put.internal_date, put.size, put.headers_only, put.thread_hint) == (None, len(raw), False, None)
+    assert put.message == as_fetched("77:9", raw)
+
+
+async def test_quarantine_row_from_before_r0003_survives_the_upgrade_and_reads_as_whole(
+    store_url: str,
+) -> None:
+    """A row written at revision 0002 is kept by the upgrade, with no metadata: a retry sees the
+    whole message with size len(raw), its arrival time unknown."""
+    await seed_pre_r0003_quarantine(store_url, NON_UTF8)
+    opened = await SqlStore.open(store_url)
+    try:
+        (old,) = await opened.quarantine_list("box")
+        assert (old.provider_id, old.raw, old.error, old.attempts) == ("77:5", NON_UTF8, "old failure", 1)
+        assert (old.internal_date, old.size, old.headers_only, old.thread_hint) == (None, None, False, None)
+        assert old.message == as_fetched("77:5", NON_UTF8)
+        again = await opened.quarantine_put("box", old.message, "still bad")
+        assert (again.id, again.attempts, again.size) == (old.id, 2, None)
+    finally:
+        await opened.close()
+
+
 async def test_quarantine_resolve_removes_from_count(store: SqlStore) -> None:
     """Resolved entries leave the count and default list but stay retrievable."""
-    kept = await store.quarantine_put("box", "INBOX", "77:1", b"a", "e1")
-    solved = await store.quarantine_put("box", "INBOX", "77:2", b"b", "e2")
-    await store.quarantine_put("other", "INBOX", "77:1", b"c", "e3")
+    kept = await store.quarantine_put("box", as_fetched("77:1", b"a"), "e1")
+    solved = await store.quarantine_put("box", as_fetched("77:2", b"b"), "e2")
+    await store.quarantine_put("other", as_fetched("77:1", b"c"), "e3")
     await store.quarantine_resolve(solved.id, "ext-box-2")
     assert await store.quarantine_count("box") == 1
     assert await store.quarantine_count() == 2
@@ -310,7 +391,7 @@ async def test_data_survives_close_and_reopen(store_url: str) -> None:
     await first.set_cursor("box", "INBOX", "77:9")
     await first.ledger_record_intent(entry())
     await first.ledger_commit("ext-box-1", "iwd-1")
-    quarantined = await first.quarantine_put("box", "INBOX", "77:3", NON_UTF8, "bad")
+    quarantined = await first.quarantine_put("box", as_fetched("77:3", NON_UTF8), "bad")
     await first.close()
 
     for _ in range(2):
@@ -368,7 +449,7 @@ async def test_schema_is_at_head_and_matches_table_definitions(store: SqlStore) 
 
     async with store._engine.connect() as conn:
         revision, diffs = await conn.run_sync(inspect)
-    assert revision == head_revision() == "0002"
+    assert revision == head_revision() == "0003"
     assert diffs == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connector.api.browser_auth import COOKIE
+from connector.models import RawMessage
 from connector.sandbox import SandboxIWD
 from connector.store.types import Store
 from providers.maildir import deliver_to_maildir
@@ -13,6 +14,11 @@ from tests.mailfactory import make_message
 from tests.peers.sandbox import real_client
 
 TOKEN = "tok-Admin-Api-1234"
+
+
+def held(provider_id: str, raw: bytes) -> RawMessage:
+    """A message as fetched from INBOX, to put into quarantine."""
+    return RawMessage(folder="INBOX", provider_id=provider_id, raw=raw, size=len(raw))
 
 
 async def test_token_query_sets_a_strict_httponly_cookie_that_then_authorizes(
@@ -57,7 +63,7 @@ async def test_actions_need_the_action_header_and_then_pause_resume_and_retry(
         assert (await http.post("/api/v1/mailboxes/a/pause", headers=headers)).status_code == 200
         async with rig.daemon.runners["a"].lock:
             pass  # the cycle the poll above started has finished; none starts while paused
-        await store.quarantine_put("a", "INBOX", "q1", make_message(5), "converter failed: test")
+        await store.quarantine_put("a", held("q1", make_message(5)), "converter failed: test")
         response = await http.post("/api/v1/mailboxes/a/retry-quarantine", headers=headers)
         assert response.json() == {"mailboxId": "a", "action": "retry-quarantine", "tried": 1, "delivered": 1}
         assert await store.quarantine_count("a") == 0
@@ -74,7 +80,7 @@ async def test_a_malformed_quarantine_entry_is_400_not_retry_everything(
     """`?entry=abc` or `?entry=-1` is refused with invalid_entry, and nothing held is retried."""
     settings = settings_for(sandbox_iwd, [maildir_box("a", tmp_path / "a", poll_interval_seconds=3600)])
     async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd) as rig, rig.http() as http:
-        await store.quarantine_put("a", "INBOX", "q1", make_message(6), "converter failed: test")
+        await store.quarantine_put("a", held("q1", make_message(6)), "converter failed: test")
         headers = {"x-connector-action": "1"}
         for bad in ("abc", "-1", ""):
             response = await http.post(

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from connector import ops_cli
 from connector.cli import app
 from connector.config import load_config
+from connector.models import RawMessage
 from connector.sandbox import SandboxIWD
 from connector.store import open_store
 from providers.maildir import deliver_to_maildir
@@ -20,6 +21,11 @@ from tests.acceptance.status_rig import FAST_STATUS, maildir_box, running, wait_
 from tests.mailfactory import make_message
 from tests.peers.dovecot import free_port
 from tests.peers.sandbox import iwd_settings, real_client
+
+
+def held(provider_id: str, raw: bytes) -> RawMessage:
+    """A message as fetched from INBOX, to put into quarantine."""
+    return RawMessage(folder="INBOX", provider_id=provider_id, raw=raw, size=len(raw))
 
 
 def write_config(tmp_path: Path, sandbox: SandboxIWD, port: int) -> Path:
@@ -46,7 +52,7 @@ def test_status_without_a_daemon_says_so_and_shows_store_counts(
 
     async def seed() -> None:
         store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-        await store.quarantine_put("cli-box", "INBOX", "7", b"Subject: broken\r\n\r\nx", "unparseable: test")
+        await store.quarantine_put("cli-box", held("7", b"Subject: broken\r\n\r\nx"), "unparseable: test")
         await store.close()
 
     asyncio.run(seed())
@@ -78,9 +84,7 @@ async def test_status_reads_the_running_daemon_and_quarantine_commands_work(
             row = next(line for line in result.output.splitlines() if "cli-box" in line)
             assert "ok" in row
             rig.daemon.pause("cli-box")  # no cycle competes with the manual retry below
-            entry = await store.quarantine_put(
-                "cli-box", "INBOX", "q9", make_message(9, subject="Held"), "test"
-            )
+            entry = await store.quarantine_put("cli-box", held("q9", make_message(9, subject="Held")), "test")
             listed = await asyncio.to_thread(runner.invoke, app, ["quarantine", "list", "-c", str(config)])
             assert "q9" in listed.output and "Held" in listed.output
             shown = await asyncio.to_thread(
@@ -129,7 +133,7 @@ def test_retry_does_not_fall_back_locally_when_the_daemon_refuses(
 
     async def seed() -> None:
         store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
-        await store.quarantine_put("cli-box", "INBOX", "7", b"Subject: held\r\n\r\nx", "unparseable: test")
+        await store.quarantine_put("cli-box", held("7", b"Subject: held\r\n\r\nx"), "unparseable: test")
         await store.close()
 
     asyncio.run(seed())
