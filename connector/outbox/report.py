@@ -10,6 +10,7 @@ IWD's `error.permanent` says whether the connector will try again by itself:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -66,9 +67,9 @@ async def report_to_iwd(iwd: IWDClient, outbox: OutboxStore, entry: OutboxEntry)
     return True
 
 
-async def update_board(
+def update_board(
     board: StatusBoard,
-    outbox: OutboxStore,
+    counts: Mapping[OutboxState, int],
     mailbox_id: str,
     at: datetime,
     error: BaseException | None,
@@ -77,7 +78,7 @@ async def update_board(
 ) -> None:
     """Outbound status for the status reporter: backlog = replies not yet sent, deliveredTotal = sent.
     `counts_only` (nothing was tried) keeps the state and last error as they are."""
-    counts = await outbox.outbox_counts(mailbox_id)
+    counts = {**dict.fromkeys(OutboxState, 0), **counts}
     box = board.get(mailbox_id).outbound
     box.last_poll_at = at
     box.backlog = counts[OutboxState.QUEUED] + counts[OutboxState.RETRYING] + counts[OutboxState.SENDING]

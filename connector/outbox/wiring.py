@@ -32,6 +32,7 @@ def attach_outbox(
     autoack = AutoAck(lambda: daemon.settings, outbox, worker.enqueue, clock=worker.clock)
     daemon.on_delivered = autoack.on_delivered
     daemon.services.append(worker)
+    daemon.metrics.outbox_counts = worker.state_counts
     if api is not None:
         api.extras[EXTRA_KEY] = worker
     return worker

@@ -96,6 +96,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.counts: dict[str, int] = {}  # replies per state at the last tick (the gauge)
 
     # ------------------------------------------------------------------ intake
 
@@ -209,20 +210,41 @@ class OutboxWorker:
             *(self._send_box(box_id, rows) for box_id, rows in by_box.items()), return_exceptions=True
         )
         sent = 0
+        tried: dict[str, BaseException | None] = {}
         for box_id, outcome in zip(by_box, outcomes, strict=True):
             if isinstance(outcome, BaseException):  # one mailbox's trouble never stops the others
                 log.error("outbox_mailbox_failed", mailbox=box_id, error=repr(outcome), exc_info=outcome)
             else:
-                sent += outcome
+                sent += outcome[0]
+                tried[box_id] = outcome[1]
         for entry in await self.outbox.outbox_unreported():
             if not await report_to_iwd(self.iwd, self.outbox, entry):
                 break
-        for box in self.settings.mailboxes:
-            if box.id not in by_box and box.smtp is not None and box.outbound_enabled:
-                await update_board(self.board, self.outbox, box.id, self.clock(), None, counts_only=True)
+        await self._refresh_counts(tried)
         return sent
 
-    async def _send_box(self, mailbox_id: str, rows: list[OutboxEntry]) -> int:
+    async def _refresh_counts(self, tried: dict[str, BaseException | None]) -> None:
+        """Outbound status of every sending mailbox and the totals behind the outbox gauge, from
+        one grouped query."""
+        counts = await self.outbox.outbox_counts_by_mailbox()
+        totals = dict.fromkeys(OutboxState, 0)
+        for per_box in counts.values():
+            for state, count in per_box.items():
+                totals[state] += count
+        self.counts = {state.value: count for state, count in totals.items()}
+        now = self.clock()
+        for box in self.settings.mailboxes:
+            if box.id in tried:
+                update_board(self.board, counts.get(box.id, {}), box.id, now, tried[box.id])
+            elif box.smtp is not None and box.outbound_enabled:
+                update_board(self.board, counts.get(box.id, {}), box.id, now, None, counts_only=True)
+
+    def state_counts(self) -> dict[str, int]:
+        """Replies per state at the last tick, for the `iwd_email_outbox_items` gauge."""
+        return dict(self.counts)
+
+    async def _send_box(self, mailbox_id: str, rows: list[OutboxEntry]) -> tuple[int, BaseException | None]:
+        """Sends one mailbox's due replies in order; (sent, the mailbox's own trouble if any)."""
         sent = 0
         error: BaseException | None = None
         for entry in rows:
@@ -238,8 +260,7 @@ class OutboxWorker:
                 error = outcome.error  # the mailbox's trouble (connection, auth), not this reply's
             if outcome.entry.iwd_item_id is not None and outcome.entry.state is not OutboxState.SENDING:
                 await report_to_iwd(self.iwd, self.outbox, outcome.entry)
-        await update_board(self.board, self.outbox, mailbox_id, self.clock(), error)
-        return sent
+        return sent, error
 
     # ------------------------------------------------------------------ Service
 

@@ -288,6 +288,18 @@ class SqlOutbox:
             counts[OutboxState(state)] = int(count)
         return counts
 
+    async def outbox_counts_by_mailbox(self) -> dict[str, dict[OutboxState, int]]:
+        """Every mailbox's counts in one query (the worker's tick, not one query per mailbox)."""
+        query = select(outbox.c.mailbox_id, outbox.c.state, func.count()).group_by(
+            outbox.c.mailbox_id, outbox.c.state
+        )
+        async with self._read("outbox_counts_by_mailbox") as conn:
+            rows = (await conn.execute(query)).all()
+        counts: dict[str, dict[OutboxState, int]] = {}
+        for mailbox_id, state, count in rows:
+            counts.setdefault(str(mailbox_id), dict.fromkeys(OutboxState, 0))[OutboxState(state)] = int(count)
+        return counts
+
     async def outbox_known_message_ids(self, message_ids: Sequence[str]) -> set[str]:
         unique = list(dict.fromkeys(message_ids))
         found: set[str] = set()

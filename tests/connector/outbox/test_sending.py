@@ -5,6 +5,9 @@ from __future__ import annotations
 import imaplib
 import time
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from connector.metrics import ConnectorMetrics
 from connector.outbox.request import ReplyRequest
 from connector.store.types import OutboxState
 from tests.connector.outbox.conftest import settings_for
@@ -115,6 +118,36 @@ async def test_greylisted_reply_is_retried_and_delivered_later(make_rig, smtp: S
     entry = await rig.outbox.outbox_get("grey-1")
     assert entry is not None and entry.state is OutboxState.SENT and entry.attempts == 2
     assert len(smtp.received) == 1
+
+
+async def test_outbox_gauge_and_outbound_status_follow_the_replies_states(make_rig, smtp: SmtpPeer) -> None:
+    """/metrics' iwd_email_outbox_items and the mailbox's outbound backlog show a greylisted reply
+    as retrying, then as sent, from the worker's tick (one grouped count query)."""
+    rig = await make_rig(settings_for(smtp))
+    metrics = ConnectorMetrics(rig.board)
+    metrics.outbox_counts = rig.worker.state_counts
+
+    def gauge() -> dict[str, float]:
+        families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+        return {s.labels["state"]: s.value for s in families["iwd_email_outbox_items"].samples if s.value}
+
+    attempts: list[str] = []
+
+    def first_is_greylisted(address: str) -> str | None:
+        attempts.append(address)
+        return "451 4.7.1 Later" if len(attempts) == 1 else None
+
+    smtp.rules = Rules(rcpt=first_is_greylisted)
+    await rig.worker.submit("gauge-1", reply(1))
+    await rig.worker.submit("gauge-2", reply(2))
+    await rig.worker.tick()
+    assert gauge() == {"retrying": 1.0, "sent": 1.0}
+    assert rig.board.get("support").outbound.backlog == 1
+    assert rig.board.get("support").outbound.delivered_total == 1
+    rig.clock.advance(61)
+    await rig.worker.tick()
+    assert gauge() == {"sent": 2.0}
+    assert rig.board.get("support").outbound.backlog == 0
 
 
 async def test_rejected_reply_fails_with_the_server_text_visible_in_iwd(make_rig, smtp: SmtpPeer) -> None:
