@@ -15,4 +15,12 @@ def build_inbound(mailbox: MailboxSettings) -> InboundProvider:
         from providers.imap import ImapInboundProvider
 
         return ImapInboundProvider(mailbox)
+    if mailbox.provider == "gmail":
+        from providers.gmail import GmailInboundProvider
+
+        return GmailInboundProvider(mailbox)
+    if mailbox.provider == "graph":
+        from providers.graph import GraphInboundProvider
+
+        return GraphInboundProvider(mailbox)
     raise NotImplementedError(f"provider '{mailbox.provider}' is not available yet (mailbox {mailbox.id})")

@@ -1,0 +1,311 @@
+"""HTTP to Microsoft Graph: one httpx client per mailbox, tokens, retries, and error translation.
+
+Every request carries `Prefer: IdType="ImmutableId"` (ids survive moves) and a bearer token from
+the TokenProvider; the token goes into that one header and nowhere else. At most four requests
+run at once per mailbox (Outlook's concurrency limit). Decisions follow `error.code` (the codes of
+`innerError` included), never the message text:
+
+* 401: the token is invalidated and the request tried once more with a fresh one, then AuthFailed.
+* 429, 503, 504: wait exactly `Retry-After` and try again (bounded), then Throttled.
+* other 5xx and connection errors: exponential backoff (bounded), then ProviderUnavailable.
+* 403 access denied: AuthFailed naming the Mail.ReadWrite application permission.
+* 404 and lost sync state: GraphNotFound / SyncStateLost, for the caller to decide what they mean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from connector.errors import AuthFailed, ConfigError, ProviderError, ProviderUnavailable, Throttled
+from providers.oauth import TokenProvider
+
+T = TypeVar("T")
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
+MAX_CONCURRENT_REQUESTS = 4  # Outlook allows 4 concurrent requests per app and mailbox
+TIMEOUT_SECONDS = 30.0
+MAX_ERROR_BODY_BYTES = 64 * 1024
+SYNC_STATE_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
+ACCESS_DENIED_CODES = frozenset({"erroraccessdenied", "accessdenied", "authorization_requestdenied"})
+THROTTLE_STATUSES = frozenset({429, 503, 504})
+
+
+class GraphNotFound(ProviderError):
+    """404 from Graph; what is missing (message, folder, user) only the caller knows."""
+
+
+class TokenRejected(AuthFailed):
+    """401: the access token was refused (expired, revoked); a fresh one may work."""
+
+
+class SyncStateLost(ProviderError):
+    """The delta token is gone (410, syncStateNotFound, resyncRequired): restart the folder."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long one request is retried; tests shrink it."""
+
+    attempts: int = 4
+    backoff_seconds: float = 0.5  # 5xx/connection errors without Retry-After: 0.5, 1, 2 s
+    max_retry_after_seconds: float = 30.0  # a longer Retry-After ends the cycle as Throttled
+
+
+class _Transient(Exception):
+    def __init__(self, error: ProviderError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_endpoint(url: str, mailbox_id: str) -> str:
+    """The API base without a trailing slash; plain http only to a loopback emulator or proxy."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError([f"mailboxes[{mailbox_id}].graph.api_endpoint: must be an https:// URL"])
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(
+            [
+                f"mailboxes[{mailbox_id}].graph.api_endpoint: plain http to {parts.hostname} is refused "
+                "(the access token would travel in clear); use https"
+            ]
+        )
+    return url.rstrip("/")
+
+
+def error_codes(body: Any) -> list[str]:
+    """`error.code` and every nested `innerError.code`, outermost first."""
+    codes: list[str] = []
+    node = body.get("error") if isinstance(body, dict) else None
+    while isinstance(node, dict):
+        code = node.get("code")
+        if isinstance(code, str) and code:
+            codes.append(code)
+        node = node.get("innerError") or node.get("innererror")
+    return codes
+
+
+def request_id(body: Any, headers: Mapping[str, str]) -> str | None:
+    node = body.get("error") if isinstance(body, dict) else None
+    while isinstance(node, dict):
+        for key in ("request-id", "requestId"):
+            if isinstance(node.get(key), str):
+                return str(node[key])
+        node = node.get("innerError") or node.get("innererror")
+    return headers.get("request-id")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class GraphApi:
+    """Requests against one Graph endpoint for one mailbox; `context` goes into every error."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        tokens: TokenProvider,
+        *,
+        mailbox_id: str,
+        policy: RetryPolicy | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.base = checked_endpoint(endpoint, mailbox_id)
+        self.mailbox_id = mailbox_id
+        self._tokens = tokens
+        self._policy = policy or RetryPolicy()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(TIMEOUT_SECONDS), verify=verify, follow_redirects=False
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def owns(self, url: str) -> bool:
+        """True for URLs under our endpoint: the token is never sent anywhere else."""
+        return url.startswith(self.base + "/")
+
+    async def json(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        prefer: str | None = None,
+        **context: Any,
+    ) -> dict[str, Any]:
+        async def read(response: httpx.Response) -> dict[str, Any]:
+            try:
+                data = json.loads(await response.aread() or b"{}")
+            except ValueError:
+                raise ProviderError(
+                    f"Graph answered {method} with a body that is not JSON",
+                    mailbox=self.mailbox_id,
+                    **context,
+                ) from None
+            return data if isinstance(data, dict) else {}
+
+        return await self.call(method, url, read, body=body, prefer=prefer, **context)
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        consume: Callable[[httpx.Response], Awaitable[T]],
+        *,
+        body: Any = None,
+        prefer: str | None = None,
+        **context: Any,
+    ) -> T:
+        """One logical request: retried as the module docstring says; `consume` reads a 2xx answer."""
+        if not self.owns(url):
+            raise ProviderError(
+                "Graph returned a link outside the configured api_endpoint; refusing to follow it",
+                mailbox=self.mailbox_id,
+                **context,
+            )
+        where = {"mailbox": self.mailbox_id, **context}
+        refreshed = False
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(exc, _Transient) and exc.retry_after is not None:
+                return exc.retry_after
+            return float(self._policy.backoff_seconds * 2 ** (state.attempt_number - 1))
+
+        def give_up(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            too_long = (
+                isinstance(exc, _Transient) and (exc.retry_after or 0) > self._policy.max_retry_after_seconds
+            )
+            return too_long or stop_after_attempt(self._policy.attempts)(state)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_Transient), wait=wait, stop=give_up, reraise=True
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        return await self._attempt(method, url, consume, body, prefer, where)
+                    except TokenRejected:
+                        if refreshed:
+                            raise
+                        refreshed = True  # one retry with a fresh token, outside the backoff budget
+                        self._tokens.invalidate()
+                        return await self._attempt(method, url, consume, body, prefer, where)
+        except _Transient as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        consume: Callable[[httpx.Response], Awaitable[T]],
+        body: Any,
+        prefer: str | None,
+        where: dict[str, Any],
+    ) -> T:
+        token = await self._tokens.token()
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Prefer": IMMUTABLE_IDS + (f", {prefer}" if prefer else ""),
+            "Accept": "application/json",
+        }
+        what = f"{method} {urlsplit(url).path.removeprefix(urlsplit(self.base).path)}"
+        async with self._slots:
+            try:
+                async with self._http.stream(method, url, headers=headers, json=body) as response:
+                    if 200 <= response.status_code < 300:
+                        return await consume(response)
+                    raw = await _read_bounded(response)
+                    raise _translate(response.status_code, raw, response.headers, what, where)
+            except httpx.TransportError as exc:
+                if _tls_failure(exc):
+                    raise ProviderUnavailable(
+                        f"TLS certificate verification failed for {self.base}: {exc}", **where
+                    ) from None
+                raise _Transient(
+                    ProviderUnavailable(f"cannot reach Graph: {what}: {type(exc).__name__}: {exc}", **where)
+                ) from None
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    data = bytearray()
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) >= MAX_ERROR_BODY_BYTES:
+            break
+    return bytes(data[:MAX_ERROR_BODY_BYTES])
+
+
+def _translate(
+    status: int, raw: bytes, headers: Mapping[str, str], what: str, where: dict[str, Any]
+) -> Exception:
+    """The exception for one non-2xx answer; `_Transient` when another try may succeed."""
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        body = {}
+    codes = error_codes(body)
+    lowered = {c.lower() for c in codes}
+    context = {**where, "status": status, "graph_code": codes[-1] if codes else None}
+    context["request_id"] = request_id(body, headers)
+    detail = f"{what} answered {status}" + (f" {codes[-1]}" if codes else "")
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if status == 401:
+        return TokenRejected(f"Graph rejected the access token: {detail}", **context)
+    if status == 410 or lowered & SYNC_STATE_CODES:
+        return SyncStateLost(f"delta sync state is gone: {detail}", **context)
+    if status == 403 and lowered & ACCESS_DENIED_CODES:
+        return AuthFailed(
+            f"Graph denied access to the mailbox: {detail}; the app registration needs the "
+            "Mail.ReadWrite application permission with admin consent (and an application access "
+            "policy that includes this mailbox, if one is used)",
+            **context,
+        )
+    if status == 404:
+        return GraphNotFound(f"not found: {detail}", **context)
+    if status in THROTTLE_STATUSES:
+        final: ProviderError = (
+            Throttled(f"Graph is throttling: {detail}", retry_after_seconds=retry_after, **context)
+            if status == 429 or retry_after is not None
+            else ProviderUnavailable(f"Graph unavailable: {detail}", **context)
+        )
+        return _Transient(final, retry_after)
+    if status >= 500:
+        return _Transient(ProviderUnavailable(f"Graph failed: {detail}", **context), retry_after)
+    return ProviderError(f"Graph refused the request: {detail}", **context)

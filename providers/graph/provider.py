@@ -1,0 +1,261 @@
+"""`GraphInboundProvider`: one Microsoft 365 mailbox over Graph delta queries (polling only).
+
+Cursor design. The folder cursor is the delta link to resume from (`cursor.DeltaCursor`). A fetch
+follows `@odata.nextLink` pages (empty pages included) until it holds `limit` messages or reaches
+the `@odata.deltaLink`; pages are never split, so one batch may hold a little more than `limit`.
+Each message carries as its cursor the link of the page it came on (re-reading that page is
+harmless: the ledger skips what is delivered), and the last message of a page carries the page's
+next link. The pipeline commits the cursor of the last delivered message, so a batch cut short
+resumes at the first page that still holds an undelivered message, and nothing is skipped for good.
+
+What is not handed over: `@removed` entries (nothing to create), drafts, and messages that are gone
+(404) by the time their MIME is fetched (deleted, or moved: then seen in the folder they went to).
+Messages this provider already marked or moved are skipped without download when a later delta
+round lists them again as updated; they are delivered, since a post-action only runs after that.
+
+Lost sync state (410 Gone, syncStateNotFound, resyncRequired), a cursor written for another user,
+or a stored link for a folder that no longer exists restart the folder from the initial delta
+request with `resync=True`; the ledger keeps that from creating duplicates. A 410's `Location` is
+not followed: the restart is built from the configured endpoint, so the token goes nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from connector.config import MailboxSettings
+from connector.errors import ConfigError, FolderMissing, ProviderError
+from connector.models import FetchResult, PostAction, PostActionKind, RawMessage
+from providers.graph.api import GraphApi, GraphNotFound, RetryPolicy, SyncStateLost
+from providers.graph.cursor import DeltaCursor
+from providers.graph.folders import FolderResolver
+from providers.graph.mime import Mime, header_block, headers_from_graph, mime_reader
+from providers.oauth import TokenProvider, build_token_provider
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+DELTA_SELECT = "id,receivedDateTime,internetMessageId,conversationId,isRead,isDraft"
+MAX_PAGES_PER_FETCH = 50  # bounds one fetch over a long run of empty pages; `more` says go on
+MAX_PAGE_SIZE = 200
+REMEMBERED_ACTED = 50_000
+
+log = logging.getLogger("providers.graph")
+
+
+def _received(item: dict[str, Any]) -> datetime | None:
+    text = item.get("receivedDateTime")
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class GraphInboundProvider:
+    """InboundProvider + BatchPostActions + Checkable for one configured Graph mailbox."""
+
+    def __init__(
+        self,
+        mailbox: MailboxSettings,
+        *,
+        tokens: TokenProvider | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        if mailbox.graph is None:
+            raise ConfigError([f"mailboxes[{mailbox.id}]: provider graph needs a 'graph:' block"])
+        self.mailbox = mailbox
+        self.settings = mailbox.graph
+        self._tokens = tokens or build_token_provider(self.settings.oauth, default_scope=GRAPH_SCOPE)
+        self.api = GraphApi(self.settings.api_endpoint, self._tokens, mailbox_id=mailbox.id, policy=policy)
+        self.user_url = f"{self.api.base}/users/{quote(self.settings.user_id, safe='')}"
+        self.folders = FolderResolver(self.api, self.user_url)
+        self._acted: dict[tuple[str, str], None] = {}  # (folder, id) whose post-action we applied
+
+    def __repr__(self) -> str:
+        return f"GraphInboundProvider(mailbox={self.mailbox.id!r}, user={self.settings.user_id!r})"
+
+    # ------------------------------------------------------------------ fetch
+
+    async def _initial_link(self, folder: str) -> str:
+        folder_id = await self.folders.resolve(folder)
+        return (
+            f"{self.user_url}/mailFolders/{quote(folder_id, safe='')}/messages/delta?$select={DELTA_SELECT}"
+        )
+
+    async def fetch(self, folder: str, cursor: str | None, limit: int) -> FetchResult:
+        limit = max(1, limit)
+        stored = DeltaCursor.parse(cursor)
+        usable = stored is not None and stored.user == self.settings.user_id and self.api.owns(stored.link)
+        if stored is None or not usable:
+            return await self._restart(folder, limit, resync=cursor is not None)
+        try:
+            return await self._walk(folder, stored.link, limit, resync=False)
+        except (SyncStateLost, GraphNotFound) as exc:
+            if isinstance(exc, GraphNotFound):  # the stored link's folder is gone: is it back?
+                self.folders.forget(folder)
+            log.warning("graph delta restart for %s/%s: %s", self.mailbox.id, folder, exc)
+            return await self._restart(folder, limit, resync=True)
+
+    async def _restart(self, folder: str, limit: int, *, resync: bool) -> FetchResult:
+        """The folder from its initial delta request; a 404 there means the folder is gone."""
+        try:
+            return await self._walk(folder, await self._initial_link(folder), limit, resync=resync)
+        except GraphNotFound as exc:
+            self.folders.forget(folder)
+            raise FolderMissing(f"Graph folder not found: {exc.message}", **exc.context) from None
+
+    async def _walk(self, folder: str, link: str, limit: int, *, resync: bool) -> FetchResult:
+        prefer = f"odata.maxpagesize={min(limit, MAX_PAGE_SIZE)}"
+        user = self.settings.user_id
+        messages: list[RawMessage] = []
+        done = False
+        for _ in range(MAX_PAGES_PER_FETCH):
+            page = await self.api.json("GET", link, prefer=prefer, folder=folder)
+            delta_link = page.get("@odata.deltaLink")
+            after = page.get("@odata.nextLink") or delta_link
+            if not isinstance(after, str):
+                raise ProviderError(
+                    "Graph delta page has no nextLink or deltaLink", mailbox=self.mailbox.id, folder=folder
+                )
+            got = await self._download_page(folder, page.get("value") or [])
+            here, there = str(DeltaCursor(user, link)), str(DeltaCursor(user, after))
+            last = len(got) - 1
+            messages += [
+                dataclasses.replace(m, cursor=there if i == last else here) for i, m in enumerate(got)
+            ]
+            link, done = after, after == delta_link
+            if done or len(messages) >= limit:
+                break
+        return FetchResult(
+            messages=messages, cursor=str(DeltaCursor(user, link)), more=not done, resync=resync
+        )
+
+    async def _download_page(self, folder: str, items: Sequence[Any]) -> list[RawMessage]:
+        wanted = [
+            item
+            for item in items
+            if isinstance(item, dict)
+            and isinstance(item.get("id"), str)
+            and "@removed" not in item
+            and not item.get("isDraft")
+            and (folder, item["id"]) not in self._acted
+        ]
+        got = await asyncio.gather(*(self._download(folder, item) for item in wanted), return_exceptions=True)
+        for result in got:
+            if isinstance(result, BaseException):
+                raise result
+        return [m for m in got if isinstance(m, RawMessage)]
+
+    async def _download(self, folder: str, item: dict[str, Any]) -> RawMessage | None:
+        message_id = str(item["id"])
+        url = f"{self.user_url}/messages/{quote(message_id, safe='')}"
+        where = {"folder": folder, "provider_id": message_id}
+        try:
+            mime: Mime = await self.api.call(
+                "GET", url + "/$value", mime_reader(self.mailbox.max_message_bytes), **where
+            )
+            raw = mime.data
+            if mime.truncated:
+                raw = header_block(mime) or headers_from_graph(
+                    await self.api.json("GET", url + "?$select=internetMessageHeaders", **where)
+                )
+        except GraphNotFound:
+            log.info(
+                "graph message %s gone before it was fetched (%s/%s)", message_id, self.mailbox.id, folder
+            )
+            return None
+        return RawMessage(
+            folder=folder,
+            provider_id=message_id,
+            raw=raw,
+            size=mime.size,
+            internal_date=_received(item),
+            flags=frozenset({"\\Seen"}) if item.get("isRead") else frozenset(),
+            headers_only=mime.truncated,
+            thread_hint=item.get("conversationId") if isinstance(item.get("conversationId"), str) else None,
+        )
+
+    # ------------------------------------------------------------------ post-actions
+
+    async def apply_post_action(self, message: RawMessage, action: PostAction) -> None:
+        if action.kind is PostActionKind.NONE:
+            return
+        url = f"{self.user_url}/messages/{quote(message.provider_id, safe='')}"
+        where = {"folder": message.folder, "provider_id": message.provider_id}
+        try:
+            if action.kind is PostActionKind.MARK_READ:
+                await self.api.json("PATCH", url, body={"isRead": True}, **where)
+            else:
+                target = "deleteditems" if action.kind is PostActionKind.DELETE else action.target or ""
+                destination = await self.folders.resolve(target)
+                await self.api.json("POST", url + "/move", body={"destinationId": destination}, **where)
+        except GraphNotFound:
+            await self._confirm_gone(url, message, action, where)
+        self._remember(message)
+
+    async def _confirm_gone(
+        self, url: str, message: RawMessage, action: PostAction, where: dict[str, Any]
+    ) -> None:
+        """A 404 is "done" only when the message itself is gone (deleted or moved by someone);
+        if it is still there, the 404 was about the move target, which must not pass silently."""
+        try:
+            await self.api.json("GET", url + "?$select=id", **where)
+        except GraphNotFound:
+            return
+        if action.kind is PostActionKind.MOVE and action.target:
+            self.folders.forget(action.target)
+        raise FolderMissing(
+            f"post-action {action} failed: Graph says not found, but the message still exists",
+            mailbox=self.mailbox.id,
+            **where,
+        )
+
+    def _remember(self, message: RawMessage) -> None:
+        self._acted[(message.folder, message.provider_id)] = None
+        if len(self._acted) > REMEMBERED_ACTED:
+            del self._acted[next(iter(self._acted))]
+
+    async def apply_post_actions(self, messages: Sequence[RawMessage], action: PostAction) -> None:
+        """Up to four at once (the request cap); the first error is raised after all have run."""
+        results = await asyncio.gather(
+            *(self.apply_post_action(m, action) for m in messages), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def close(self) -> None:
+        await self.api.aclose()
+
+    # ------------------------------------------------------------------ Checkable
+
+    async def check(self) -> dict[str, str]:
+        """The mailbox is reachable with this app's token, and every folder and the move target resolve."""
+        try:
+            inbox = await self.api.json("GET", f"{self.user_url}/mailFolders/inbox?$select=id,totalItemCount")
+        except GraphNotFound as exc:
+            raise ProviderError(
+                f"Graph has no mailbox for user {self.settings.user_id!r} ({exc.message})", **exc.context
+            ) from None
+        facts = {
+            "endpoint": self.api.base,
+            "mailbox": f"{self.settings.user_id} reachable ({inbox.get('totalItemCount', '?')} in inbox)",
+        }
+        for folder in self.mailbox.folders:
+            folder_id = await self.folders.resolve(folder)
+            info = await self.api.json(
+                "GET",
+                f"{self.user_url}/mailFolders/{quote(folder_id, safe='')}?$select=id,totalItemCount",
+                folder=folder,
+            )
+            facts[f"folder {folder}"] = f"exists, {info.get('totalItemCount', '?')} messages"
+        action = self.mailbox.action
+        if action.kind is PostActionKind.MOVE and action.target:
+            facts["move target"] = f"{action.target} ({await self.folders.resolve(action.target)})"
+        return facts
