@@ -22,9 +22,9 @@ from typing import Any
 import aiosmtplib
 
 from connector.config import MailboxSettings, SmtpSettings
+from connector.endpoints import is_loopback
 from connector.errors import AuthFailed, ConfigError, SendDeferred, SendRejected, SendUncertain
 from connector.models import RecipientResult, SendReceipt
-from providers.imap.connection import is_loopback
 from providers.oauth import TokenProvider, build_token_provider
 
 NOOP_TIMEOUT_SECONDS = 5.0

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from connector import __version__
 from connector.config import IWDSettings
+from connector.endpoints import is_cert_verify_failure
 from connector.errors import ConfigError, IWDRejected, IWDUnavailable
 from connector.iwd import profile as p
 from connector.iwd.retry import (
@@ -54,15 +55,6 @@ def _tls_context(settings: IWDSettings) -> ssl.SSLContext | bool:
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError([f"iwd.ca_file: cannot load CA file {settings.ca_file}: {exc}"]) from None
     return True
-
-
-def _is_tls_verify_failure(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 class IWDTransport:
@@ -185,7 +177,7 @@ class IWDTransport:
             ) from None
         except httpx.TransportError as exc:
             self._observe(method, path, None, started, "connect")
-            if _is_tls_verify_failure(exc):
+            if is_cert_verify_failure(exc):
                 raise TransientFailure(
                     self._redact(
                         f"TLS certificate verification failed for {self._settings.url}: {exc} "

@@ -13,9 +13,9 @@ import asyncio
 import functools
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from connector.config import MailboxSettings
+from connector.endpoints import checked_api_endpoint
 from connector.errors import ConfigError, FolderMissing
 from connector.models import FetchResult, PostAction, PostActionKind, RawMessage
 from providers.gmail.api import GmailApi, NotFound, RetryPolicy, gather_all
@@ -23,21 +23,6 @@ from providers.gmail.sync import LabelSync
 from providers.oauth import IMAP_SCOPE_GOOGLE, TokenProvider, build_token_provider
 
 BATCH_MODIFY_MAX_IDS = 1000
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
-
-def _refuse_plaintext(endpoint: str | None, mailbox_id: str) -> None:
-    """The bearer token must not cross a network in clear: http:// only to this machine."""
-    if endpoint is None:
-        return
-    parts = urlsplit(endpoint)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK):
-        return
-    raise ConfigError(
-        [f"mailboxes[{mailbox_id}].gmail.api_endpoint: must be https:// (http:// only on loopback)"]
-    )
-
-
 def _batch_modify(users: Any, *, user_id: str, body: dict[str, Any]) -> Any:
     return users.messages().batchModify(userId=user_id, body=body)
 
@@ -56,7 +41,8 @@ class GmailInboundProvider:
             raise ConfigError([f"mailboxes[{mailbox.id}]: provider gmail needs a 'gmail:' block"])
         self.mailbox = mailbox
         self.settings = mailbox.gmail
-        _refuse_plaintext(self.settings.api_endpoint, mailbox.id)
+        if self.settings.api_endpoint is not None:  # the bearer token never crosses a network in clear
+            checked_api_endpoint(self.settings.api_endpoint, f"mailboxes[{mailbox.id}].gmail.api_endpoint")
         if tokens is None:
             tokens = build_token_provider(self.settings.oauth, default_scope=IMAP_SCOPE_GOOGLE)
         self.api = GmailApi(

@@ -15,7 +15,6 @@ run at once per mailbox (Outlook's concurrency limit). Decisions follow `error.c
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,7 +25,8 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from connector.errors import AuthFailed, ConfigError, ProviderError, ProviderUnavailable, Throttled
+from connector.endpoints import checked_api_endpoint, is_cert_verify_failure
+from connector.errors import AuthFailed, ProviderError, ProviderUnavailable, Throttled
 from providers.oauth import TokenProvider
 
 T = TypeVar("T")
@@ -67,30 +67,6 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def checked_endpoint(url: str, mailbox_id: str) -> str:
-    """The API base without a trailing slash; plain http only to a loopback emulator or proxy."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError([f"mailboxes[{mailbox_id}].graph.api_endpoint: must be an https:// URL"])
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise ConfigError(
-            [
-                f"mailboxes[{mailbox_id}].graph.api_endpoint: plain http to {parts.hostname} is refused "
-                "(the access token would travel in clear); use https"
-            ]
-        )
-    return url.rstrip("/")
-
-
 def error_codes(body: Any) -> list[str]:
     """`error.code` and every nested `innerError.code`, outermost first."""
     codes: list[str] = []
@@ -120,15 +96,6 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def _tls_failure(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class GraphApi:
     """Requests against one Graph endpoint for one mailbox; `context` goes into every error."""
 
@@ -141,7 +108,7 @@ class GraphApi:
         policy: RetryPolicy | None = None,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        self.base = checked_endpoint(endpoint, mailbox_id)
+        self.base = checked_api_endpoint(endpoint, f"mailboxes[{mailbox_id}].graph.api_endpoint")
         self.mailbox_id = mailbox_id
         self._tokens = tokens
         self._policy = policy or RetryPolicy()
@@ -254,7 +221,7 @@ class GraphApi:
                     raw = await _read_bounded(response)
                     raise _translate(response.status_code, raw, response.headers, what, where)
             except httpx.TransportError as exc:
-                if _tls_failure(exc):
+                if is_cert_verify_failure(exc):
                     raise ProviderUnavailable(
                         f"TLS certificate verification failed for {self.base}: {exc}", **where
                     ) from None

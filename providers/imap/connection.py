@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ipaddress
 import re
 import ssl
 from collections.abc import Awaitable
@@ -22,6 +21,7 @@ import aioimaplib
 from aioimaplib.aioimaplib import Command
 
 from connector.config import ImapSettings
+from connector.endpoints import is_loopback
 from connector.errors import AuthFailed, ConfigError, FolderMissing, ProviderError, ProviderUnavailable
 from providers.imap.protocol import ImapClient, SaslCommand
 from providers.imap.utf7 import decode_folder, quote_folder
@@ -37,15 +37,6 @@ _LIST = re.compile(rb'^\((?P<attrs>[^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (?P<name>.
 
 class InsecureTransportRefused(ConfigError, ProviderError):
     """Plaintext IMAP to a non-loopback host without `allow_insecure: true` (a config problem)."""
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def refuse_insecure(settings: ImapSettings, mailbox_id: str) -> None:

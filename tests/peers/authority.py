@@ -18,11 +18,9 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +29,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import trustme
+
+from tests.peers.threaded import ThreadedPeer
 
 START_TIMEOUT_SECONDS = 5.0
 OUTLOOK_SCOPE = "https://outlook.office365.com/.default"
@@ -54,8 +54,10 @@ class _TLSServer(ThreadingHTTPServer):
                 conn.close()
 
 
-class FakeAuthority:
+class FakeAuthority(ThreadedPeer):
     """One fake authority; use as a context manager (`with FakeAuthority() as auth:`)."""
+
+    peer_name = "fake authority"
 
     def __init__(
         self,
@@ -88,7 +90,7 @@ class FakeAuthority:
         self._server = _TLSServer(("127.0.0.1", 0), self._handler())
         self._server.tls = context
         self.port = int(self._server.server_address[1])
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # ------------------------------------------------------------------ addresses
 
@@ -234,31 +236,5 @@ class FakeAuthority:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> FakeAuthority:
-        """Serves in a thread and returns once a TCP connect to the port succeeds."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-            self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"fake authority did not listen on {self.port}") from None
-                time.sleep(0.01)
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(START_TIMEOUT_SECONDS)
-            self._thread = None
-        self._server.server_close()
+    def _cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> FakeAuthority:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -19,15 +19,15 @@ import contextlib
 import json
 import random
 import re
-import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.peers.threaded import ThreadedPeer
 
 SYSTEM_LABELS = ("INBOX", "SENT", "DRAFT", "SPAM", "TRASH", "UNREAD", "STARRED", "IMPORTANT")
 _STATUS_TEXT = {
@@ -106,8 +106,10 @@ def parse_headers(raw: bytes) -> list[dict[str, str]]:
     return out
 
 
-class GmailEmulator:
+class GmailEmulator(ThreadedPeer):
     """One Gmail account for any `users/{u}` (`me` or the address). Use as a context manager."""
+
+    peer_name = "gmail emulator"
 
     def __init__(self, *, address: str = "support@example.com", seed: int = 7) -> None:
         self.address = address
@@ -126,7 +128,7 @@ class GmailEmulator:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -400,33 +402,6 @@ class GmailEmulator:
                 return
 
         return Handler
-
-    def start(self) -> GmailEmulator:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-            self._thread.start()
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"gmail emulator did not listen on {self.port}") from None
-                time.sleep(0.01)
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> GmailEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _error(status: int, reason: str, message: str, *, location: str | None = None) -> tuple[int, Any]:

@@ -20,7 +20,6 @@ import contextlib
 import email
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -30,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tests.peers.threaded import ThreadedPeer
 
 WELL_KNOWN = ("inbox", "archive", "deleteditems", "junkemail", "sentitems", "drafts")
 DISPLAY = {
@@ -89,8 +90,10 @@ class DeltaSession:
     select: list[str] | None
 
 
-class GraphEmulator:
+class GraphEmulator(ThreadedPeer):
     """Use as a context manager: `with GraphEmulator() as graph:`; `graph.url` is the api_endpoint."""
+
+    peer_name = "graph emulator"
 
     def __init__(self, *, user: str = "support@example.test", token: str = "graph-token") -> None:
         self.user = user
@@ -120,7 +123,7 @@ class GraphEmulator:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -453,28 +456,6 @@ class GraphEmulator:
                 return
 
         return Handler
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> GraphEmulator:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-            self._thread.start()
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5):
-            return self
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> GraphEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @contextlib.contextmanager
