@@ -87,10 +87,9 @@ class FakeAuthority(ThreadedPeer):
         trustme.CA().cert_pem.write_to_path(str(self.dir / "wrong-ca.pem"))
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         leaf.configure_cert(context)
-        self._server = _TLSServer(("127.0.0.1", 0), self._handler())
-        self._server.tls = context
-        self.port = int(self._server.server_address[1])
-        super().__init__()
+        server = _TLSServer(("127.0.0.1", 0), self._handler())
+        server.tls = context
+        super().__init__(server)
 
     # ------------------------------------------------------------------ addresses
 

@@ -125,10 +125,7 @@ class GmailEmulator(ThreadedPeer):
         self._clock_ms = 1_767_225_600_000  # 2026-01-01, +1 s per message unless told
         for name in SYSTEM_LABELS:
             self._state.labels[name] = {"id": name, "name": name, "type": "system"}
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        super().__init__()
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), self._handler()))
 
     @property
     def url(self) -> str:

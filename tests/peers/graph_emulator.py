@@ -120,10 +120,7 @@ class GraphEmulator(ThreadedPeer):
         for name in WELL_KNOWN:
             fid = _new_id("FLD")
             self.folders[fid] = Folder(fid, DISPLAY[name], well_known=name)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        super().__init__()
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), self._handler()))
 
     @property
     def url(self) -> str:

@@ -1,27 +1,28 @@
 """The lifecycle every in-process HTTP peer shares: serve in a thread, wait until it listens, stop.
 
-A peer sets `self._server` (a socketserver with `server_address`) and `self.port` in its
-constructor, then calls `ThreadedPeer.__init__`; `close()` stops the thread and the socket and
-then runs `_cleanup()` for whatever else the peer owns (temp dirs).
+A peer builds its server (bound to 127.0.0.1 port 0) and hands it to `ThreadedPeer.__init__`;
+`close()` stops the thread and the socket and then runs `_cleanup()` for whatever else the peer
+owns (temp dirs).
 """
 
 from __future__ import annotations
 
 import socket
-import socketserver
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from typing import Self
 
 START_TIMEOUT_SECONDS = 5.0
 
 
 class ThreadedPeer:
-    _server: socketserver.BaseServer
-    port: int
     peer_name = "peer"
 
-    def __init__(self) -> None:
+    def __init__(self, server: ThreadingHTTPServer) -> None:
+        server.daemon_threads = True
+        self._server = server
+        self.port = int(server.server_address[1])
         self._thread: threading.Thread | None = None
 
     def start(self) -> Self:
