@@ -241,6 +241,20 @@ class MailboxSettings(_Model):
     def action(self) -> PostAction:
         return PostAction.parse(self.post_action)
 
+    @property
+    def sends_via(self) -> Literal["smtp", "gmail", "graph"] | None:
+        """How replies leave this mailbox: its `smtp:` block when it has one, else the Gmail or
+        Graph API it is read through; None when it cannot send (or outbound is switched off)."""
+        if not self.outbound_enabled:
+            return None
+        if self.smtp is not None:
+            return "smtp"
+        if self.provider == "gmail" and self.gmail is not None:
+            return "gmail"
+        if self.provider == "graph" and self.graph is not None:
+            return "graph"
+        return None
+
 
 class HttpSettings(_Model):
     enabled: bool = True

@@ -70,7 +70,7 @@ class Daemon:
         return [r.flags.push_task for r in self.runners.values() if r.flags.push_task is not None]
 
     def _make_runner(self, box: MailboxSettings) -> MailboxRunner | None:
-        if box.smtp is None or not box.outbound_enabled:
+        if box.sends_via is None:
             self.board.set_outbound_state(box.id, MailboxState.DISABLED)
         if not box.inbound_enabled:
             self.board.set_inbound_state(box.id, MailboxState.DISABLED)

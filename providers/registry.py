@@ -1,9 +1,10 @@
-"""Picks the adapter for a mailbox's `provider:` setting. The only place that names concrete providers."""
+"""Picks the adapters for a mailbox: the reader for its `provider:`, the sender for `sends_via`.
+The only place that names concrete providers."""
 
 from __future__ import annotations
 
 from connector.config import MailboxSettings
-from providers.base import InboundProvider
+from providers.base import InboundProvider, OutboundSender, SentFolder
 
 
 def build_inbound(mailbox: MailboxSettings) -> InboundProvider:
@@ -24,3 +25,38 @@ def build_inbound(mailbox: MailboxSettings) -> InboundProvider:
 
         return GraphInboundProvider(mailbox)
     raise NotImplementedError(f"provider '{mailbox.provider}' is not available yet (mailbox {mailbox.id})")
+
+
+def build_sender(mailbox: MailboxSettings) -> OutboundSender:
+    """SMTP when the mailbox has an `smtp:` block, else the API it is read through."""
+    via = mailbox.sends_via
+    if via == "smtp":
+        from providers.smtp import SmtpSender
+
+        return SmtpSender(mailbox)
+    if via == "gmail":
+        from providers.gmail.send import GmailSender
+
+        return GmailSender(mailbox)
+    if via == "graph":
+        from providers.graph.send import GraphSender
+
+        return GraphSender(mailbox)
+    raise NotImplementedError(f"mailbox {mailbox.id} cannot send replies (no smtp block)")
+
+
+def build_sent_folder(mailbox: MailboxSettings) -> SentFolder | None:
+    """Where a sent reply is filed, or looked up after a crash: the IMAP Sent folder for SMTP
+    senders that want a copy; Gmail's or Graph's own Sent (they file the copy themselves)."""
+    via = mailbox.sends_via
+    if via == "gmail":
+        from providers.gmail.send import GmailSentFolder
+
+        return GmailSentFolder(mailbox)
+    if via == "graph":
+        from providers.graph.send import GraphSentFolder
+
+        return GraphSentFolder(mailbox)
+    from providers.sent_copy import ImapSentFolder, wants_sent_copy
+
+    return ImapSentFolder(mailbox) if wants_sent_copy(mailbox) else None

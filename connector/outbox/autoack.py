@@ -96,7 +96,7 @@ class AutoAck:
         except KeyError:
             return
         cfg = box.auto_ack
-        if cfg is None or not cfg.enabled or not box.outbound_enabled or box.smtp is None:
+        if cfg is None or not cfg.enabled or box.sends_via is None:
             return
         own = {b.address.lower() for b in self.settings.mailboxes}
         reason = skip_reason(item, raw, own)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -48,17 +48,10 @@ from connector.outbox.schedule import next_attempt_at
 from connector.status import sanitize
 from connector.store.outbox import OutboxConflict
 from connector.store.types import OutboxEntry, OutboxState, OutboxStore
-from providers.base import OutboundSender
+from providers.base import OutboundSender, SentFolder
 
 log = structlog.get_logger("connector.outbox")
 
-
-class SentFolder(Protocol):
-    async def append(self, raw: bytes) -> str: ...
-
-    async def contains(self, message_id: str) -> bool: ...
-
-    async def close(self) -> None: ...
 
 
 SenderFactory = Callable[[MailboxSettings], OutboundSender]

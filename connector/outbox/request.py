@@ -112,7 +112,7 @@ def choose_mailbox(settings: ConnectorSettings, request: ReplyRequest) -> Mailbo
         chosen = next((b for b in settings.mailboxes if b.address.lower() == wanted), None)
     if chosen is None and settings.default_outbound_mailbox in boxes:
         chosen = boxes[settings.default_outbound_mailbox or ""]
-    if chosen is None or not chosen.outbound_enabled or chosen.smtp is None:
+    if chosen is None or chosen.sends_via is None:
         return None
     return chosen
 

@@ -26,13 +26,13 @@ from connector.outbox.dispatch import (
     Dispatcher,
     PreparationFailed,
     SenderFactory,
-    SentFolder,
     SentFolderFactory,
 )
 from connector.outbox.report import report_to_iwd, update_board
 from connector.outbox.request import ReplyRequest, SettingsSource, choose_mailbox, current
 from connector.status import StatusBoard
 from connector.store.types import OutboxEntry, OutboxState, OutboxStore
+from providers.base import SentFolder
 
 log = structlog.get_logger("connector.outbox")
 
@@ -47,15 +47,15 @@ def utcnow() -> datetime:
 
 
 def default_sender(box: MailboxSettings) -> Any:
-    from providers.smtp import SmtpSender
+    from providers.registry import build_sender
 
-    return SmtpSender(box)
+    return build_sender(box)
 
 
 def default_sent_folder(box: MailboxSettings) -> SentFolder | None:
-    from providers.sent_copy import ImapSentFolder, wants_sent_copy
+    from providers.registry import build_sent_folder
 
-    return ImapSentFolder(box) if wants_sent_copy(box) else None
+    return build_sent_folder(box)
 
 
 class NoOutboundMailbox(ConnectorError):
@@ -236,7 +236,7 @@ class OutboxWorker:
         for box in self.settings.mailboxes:
             if box.id in tried:
                 update_board(self.board, counts.get(box.id, {}), box.id, now, tried[box.id])
-            elif box.smtp is not None and box.outbound_enabled:
+            elif box.sends_via is not None:
                 update_board(self.board, counts.get(box.id, {}), box.id, now, None, counts_only=True)
 
     def state_counts(self) -> dict[str, int]:

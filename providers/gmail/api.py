@@ -14,6 +14,8 @@ Why it is built this way:
   exponential backoff and jitter (tenacity), never sooner than Retry-After; once the budget is
   spent they become Throttled (carrying Retry-After) or ProviderUnavailable. A Retry-After longer
   than `max_wait_seconds` is not slept through: Throttled at once, the next cycle tries again.
+- `exchange()` is the one path without retries, refresh or mapping: messages.send must never be
+  repeated blindly, so providers.gmail.send drives and classifies that single exchange itself.
 Messages never contain the token: only the call name, status, Google's reason and message.
 """
 
@@ -100,6 +102,11 @@ def _retry_after(exc: HttpError) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: fall back to our own backoff
+
+
+# Public names for callers that classify HttpError themselves (providers.gmail.send).
+reason_of = _reason_of
+retry_after_of = _retry_after
 
 
 class GmailApi:
@@ -209,6 +216,19 @@ class GmailApi:
         except (OSError, httplib2.HttpLib2Error) as exc:  # refused, reset, timeout, DNS
             self._local.http = None  # a broken keep-alive connection must not be reused
             raise _Transient(None, f"connection failed: {type(exc).__name__}", None) from None
+
+    async def exchange(self, request: Request, token: str, http: httplib2.Http) -> Any:
+        """One HTTP exchange on the caller's `http`: no retry, no token refresh, no error mapping.
+        For calls that must never be repeated blindly (messages.send): the caller owns `http`
+        (so it knows whether the request went out) and classifies what is raised."""
+
+        def run() -> Any:
+            req = request(self._users)
+            req.headers["authorization"] = f"Bearer {token}"
+            return req.execute(http=http)
+
+        async with self.limit:
+            return await asyncio.to_thread(run)
 
     def close(self) -> None:
         """Drops the pooled connections of every worker thread's Http."""

@@ -10,6 +10,10 @@ run at once per mailbox (Outlook's concurrency limit). Decisions follow `error.c
 * other 5xx and connection errors: exponential backoff (bounded), then ProviderUnavailable.
 * 403 access denied: AuthFailed naming the Mail.ReadWrite application permission.
 * 404 and lost sync state: GraphNotFound / SyncStateLost, for the caller to decide what they mean.
+
+`once()` is for requests that must never be repeated once Graph may have acted on them (sendMail):
+only a 401 is tried again, every answer goes back to the caller as it is, and a connection failure
+says whether the whole request had been written (`RequestCutOff.body_sent`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,30 @@ class TokenRejected(AuthFailed):
 
 class SyncStateLost(ProviderError):
     """The delta token is gone (410, syncStateNotFound, resyncRequired): restart the folder."""
+
+
+class RequestCutOff(ProviderUnavailable):
+    """The connection failed during a `once()` request. `body_sent` is True when the whole request
+    had been written before: Graph may then have acted on it, and nobody knows whether it did."""
+
+    def __init__(self, message: str, *, body_sent: bool, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.body_sent = body_sent
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Graph's answer to a `once()` request, whatever its status; `body` is bounded."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body else {}
+        except ValueError:
+            return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +135,7 @@ class GraphApi:
         mailbox_id: str,
         policy: RetryPolicy | None = None,
         verify: ssl.SSLContext | bool = True,
+        timeout_seconds: float = TIMEOUT_SECONDS,
     ) -> None:
         self.base = checked_api_endpoint(endpoint, f"mailboxes[{mailbox_id}].graph.api_endpoint")
         self.mailbox_id = mailbox_id
@@ -114,7 +143,7 @@ class GraphApi:
         self._policy = policy or RetryPolicy()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(TIMEOUT_SECONDS), verify=verify, follow_redirects=False
+            timeout=httpx.Timeout(timeout_seconds), verify=verify, follow_redirects=False
         )
 
     async def aclose(self) -> None:
@@ -196,6 +225,81 @@ class GraphApi:
         except _Transient as exc:
             raise exc.error from None
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def once(
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes,
+        content_type: str,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+        **context: Any,
+    ) -> Answer:
+        """One request that is not repeated once Graph may have acted on it. `before_send` is
+        awaited after the token is in hand, right before the request goes out. A 401 (refused
+        before any processing) is tried once more with a fresh token; every other answer is
+        returned. Raises RequestCutOff for connection failures, AuthFailed/ProviderUnavailable
+        from the token source."""
+        if not self.owns(url):
+            raise ProviderError(
+                "refusing a request outside the configured api_endpoint", mailbox=self.mailbox_id, **context
+            )
+        where = {"mailbox": self.mailbox_id, **context}
+        token = await self._tokens.token()
+        if before_send is not None:
+            await before_send()
+        answer = await self._send_once(method, url, content, content_type, token, where)
+        if answer.status == 401:
+            self._tokens.invalidate()
+            fresh = await self._tokens.token()
+            answer = await self._send_once(method, url, content, content_type, fresh, where)
+        return answer
+
+    async def _send_once(
+        self, method: str, url: str, content: bytes, content_type: str, token: str, where: dict[str, Any]
+    ) -> Answer:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Prefer": IMMUTABLE_IDS,
+            "Accept": "application/json",
+            "Content-Type": content_type,
+        }
+        what = f"{method} {urlsplit(url).path.removeprefix(urlsplit(self.base).path)}"
+        body_sent = False
+        answer: Answer | None = None
+
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            nonlocal body_sent
+            if event.endswith("send_request_body.complete"):  # httpcore: every byte was written
+                body_sent = True
+
+        async with self._slots:
+            try:
+                async with self._http.stream(
+                    method, url, headers=headers, content=content, extensions={"trace": trace}
+                ) as response:
+                    try:
+                        raw = await _read_bounded(response)
+                    except httpx.TransportError:  # the status line arrived: it is the answer
+                        raw = b""
+                    answer = Answer(response.status_code, raw, response.headers)
+                return answer
+            except httpx.TransportError as exc:
+                if answer is not None:  # failed while closing: the answer stands
+                    return answer
+                if is_cert_verify_failure(exc):
+                    raise RequestCutOff(
+                        f"TLS certificate verification failed for {self.base}: {exc}",
+                        body_sent=False,
+                        **where,
+                    ) from None
+                when = "after the whole request was sent" if body_sent else "before the request was sent"
+                raise RequestCutOff(
+                    f"connection to Graph failed {when}: {what}: {type(exc).__name__}: {exc}",
+                    body_sent=body_sent,
+                    **where,
+                ) from None
 
     async def _attempt(
         self,

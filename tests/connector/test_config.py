@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import ConnectorSettings, load_config, parse_config, public_view
+from connector.config import ConnectorSettings, MailboxSettings, load_config, parse_config, public_view
 from connector.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,3 +158,27 @@ def test_http_off_loopback_requires_a_token() -> None:
     assert "http: http.host is 0.0.0.0: a bearer token (http.token) is required off loopback" in str(
         info.value
     )
+
+
+def test_replies_leave_by_smtp_when_configured_else_by_the_mailboxs_api() -> None:
+    """`sends_via`: the smtp block wins; a Gmail or Graph mailbox without one sends through its API;
+    Maildir or IMAP without smtp, or outbound switched off, cannot send."""
+    oauth = {"kind": "static", "token": "${NOT_NEEDED_HERE}"}
+    gmail = {"id": "g", "address": "g@example.com", "provider": "gmail", "gmail": {"oauth": oauth}}
+    graph = {
+        "id": "m",
+        "address": "m@example.com",
+        "provider": "graph",
+        "graph": {"user_id": "m", "oauth": oauth},
+    }
+    smtp = {"smtp": {"host": "smtp.example.com", "auth": "none"}}
+    login = {"host": "h", "username": "u", "password": "${NOT_NEEDED_HERE}"}
+    imap = {"id": "i", "address": "i@example.com", "provider": "imap", "imap": login}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NOT_NEEDED_HERE", "t")
+        assert MailboxSettings.model_validate(gmail).sends_via == "gmail"
+        assert MailboxSettings.model_validate(graph).sends_via == "graph"
+        assert MailboxSettings.model_validate(gmail | smtp).sends_via == "smtp"
+        assert MailboxSettings.model_validate(imap).sends_via is None
+        assert MailboxSettings.model_validate(imap | smtp).sends_via == "smtp"
+        assert MailboxSettings.model_validate(graph | {"outbound_enabled": False}).sends_via is None

@@ -1,20 +1,25 @@
 """A Gmail API v1 emulator on http://127.0.0.1 for google-api-python-client (`api_endpoint`).
 
-Serves the REST shapes the inbound provider uses (protocols.md §1): profile, labels (list, get),
-messages (list newest first, paged; get as raw|metadata|minimal|full; modify; batchModify; trash)
-and history (startHistoryId, historyTypes, labelId, paging). History ids rise with random gaps;
+Serves the REST shapes the connector uses (protocols.md §1): profile, labels (list, get), messages
+(list newest first, paged, `q` with `rfc822msgid:` / `in:sent`; get as raw|metadata|minimal|full;
+modify; batchModify; trash), history (startHistoryId, historyTypes, labelId, paging) and the
+sender's `messages/send` (JSON raw): the message is kept as sent (our Message-ID included) under
+SENT, in the given threadId's thread, and recorded in `sent`. History ids rise with random gaps;
 `expire_history()` makes every older startHistoryId answer 404 as Gmail does when history is gone.
 Errors carry Google's JSON body (`{"error": {"code", "message", "errors": [{reason}], "status"}}`).
 
-Control surface for tests (Python, not HTTP): `add_message`, `add_label`, `labels_of`, `remove`,
-`expire_history`, `fail_next` (429 with Retry-After, 500, 401, 403 reasons), `tokens` (the Bearer
-tokens accepted), `requests` (method, path) in arrival order and `on_request` (a hook that sees
-each request before it is answered). Nothing here imports the connector.
+Control surface for tests (Python, not HTTP): `add_message`, `add_label`, `labels_of`, `thread_of`,
+`remove`, `expire_history`, `fail_next` (429 with Retry-After, 500, 401, 403 reasons, a message),
+`drop_next_send` (read a send, keep it or not, close the connection unanswered: the client cannot
+know the outcome), `sent`, `tokens` (the Bearer tokens accepted), `requests` (method, path) in
+arrival order and `on_request` (a hook that sees each request before it is answered). Nothing here
+imports the connector.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import random
@@ -23,6 +28,9 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -48,6 +56,7 @@ _DEFAULT_REASON = {
     500: "backendError",
     503: "backendError",
 }
+DROP = -1  # a status meaning: close the connection without answering
 
 
 @dataclass
@@ -76,6 +85,19 @@ class Fault:
     reason: str
     retry_after: str | None = None
     path_contains: str = ""
+    message: str = "Injected fault"
+
+
+@dataclass
+class SentMessage:
+    """One messages.send Gmail accepted: the raw bytes as received, parsed, and who it went to."""
+
+    id: str
+    thread_id: str
+    raw: bytes
+    message: EmailMessage
+    recipients: list[str]
+    thread_requested: str | None
 
 
 @dataclass
@@ -116,6 +138,8 @@ class GmailEmulator(ThreadedPeer):
         self.tokens: set[str] = {"test-token"}
         self.requests: list[tuple[str, str]] = []
         self.faults: deque[Fault] = deque()
+        self.drops: deque[bool] = deque()  # per coming send: keep it before dropping the connection?
+        self.sent: list[SentMessage] = []
         # called (method, path, JSON body) before each API request is answered, outside the lock
         self.on_request: Callable[[str, str, Any], None] | None = None
         self._rng = random.Random(seed)
@@ -149,15 +173,11 @@ class GmailEmulator(ThreadedPeer):
     ) -> str:
         """Delivers `raw` with `labels`; records a messageAdded history entry. Returns the id."""
         with self._lock:
-            self._next_id += self._rng.randint(1, 999)
-            msg_id = f"{self._next_id:016x}"
-            self._clock_ms += 1000
-            when = internal_date_ms if internal_date_ms is not None else self._clock_ms
-            hid = self._bump()
-            msg = StoredMessage(msg_id, thread_id or msg_id, raw, when, set(labels), hid)
-            self._state.messages[msg_id] = msg
-            self._record("messageAdded", msg, hid)
-            return msg_id
+            return self._store(raw, labels, internal_date_ms, thread_id).id
+
+    def thread_of(self, msg_id: str) -> str:
+        with self._lock:
+            return self._state.messages[msg_id].thread_id
 
     def labels_of(self, msg_id: str) -> set[str]:
         with self._lock:
@@ -182,11 +202,22 @@ class GmailEmulator(ThreadedPeer):
         count: int = 1,
         retry_after: str | None = None,
         path_contains: str = "",
+        message: str = "Injected fault",
     ) -> None:
         for _ in range(count):
             self.faults.append(
-                Fault(status, reason or _DEFAULT_REASON.get(status, "error"), retry_after, path_contains)
+                Fault(
+                    status,
+                    reason or _DEFAULT_REASON.get(status, "error"),
+                    retry_after,
+                    path_contains,
+                    message,
+                )
             )
+
+    def drop_next_send(self, *, keep: bool = True, count: int = 1) -> None:
+        """The next sends are read in full, kept as sent (`keep`) or not, and left unanswered."""
+        self.drops.extend([keep] * count)
 
     def count(self, method: str | None = None, contains: str = "") -> int:
         with self._lock:
@@ -198,6 +229,19 @@ class GmailEmulator(ThreadedPeer):
             return self._state.history_id
 
     # ------------------------------------------------------------------ model (lock held)
+
+    def _store(
+        self, raw: bytes, labels: tuple[str, ...], internal_date_ms: int | None, thread_id: str | None
+    ) -> StoredMessage:
+        self._next_id += self._rng.randint(1, 999)
+        msg_id = f"{self._next_id:016x}"
+        self._clock_ms += 1000
+        when = internal_date_ms if internal_date_ms is not None else self._clock_ms
+        hid = self._bump()
+        msg = StoredMessage(msg_id, thread_id or msg_id, raw, when, set(labels), hid)
+        self._state.messages[msg_id] = msg
+        self._record("messageAdded", msg, hid)
+        return msg
 
     def _bump(self) -> int:
         self._state.history_id += self._rng.randint(1, 9)
@@ -263,6 +307,8 @@ class GmailEmulator(ThreadedPeer):
             return (200, label) if label else _error(404, "notFound", "Requested entity was not found.")
         if parts == ["messages"] and method == "GET":
             return self._list(query, one)
+        if parts == ["messages", "send"] and method == "POST":
+            return self._send(body)
         if parts == ["messages", "batchModify"] and method == "POST":
             return self._batch_modify(body)
         if parts == ["history"] and method == "GET":
@@ -287,10 +333,59 @@ class GmailEmulator(ThreadedPeer):
                 return 200, self._message_json(msg, "minimal", [])
         return _error(404, "notFound", "Not Found")
 
+    def _send(self, body: Any) -> tuple[int, Any]:
+        """messages.send with JSON raw, as Gmail checks it: a payload, recipients, a known thread."""
+        encoded = body.get("raw") if isinstance(body, dict) else None
+        if not isinstance(encoded, str) or not encoded:
+            return _error(
+                400,
+                "invalidArgument",
+                "'raw' RFC822 payload message string or uploading message via /upload/* URL required",
+            )
+        try:
+            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (ValueError, binascii.Error):
+            return _error(400, "invalidArgument", "Invalid value for ByteString")
+        parsed = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        named = [str(v) for h in ("To", "Cc", "Bcc") for v in parsed.get_all(h, [])]
+        recipients = [address for _, address in getaddresses(named) if address]
+        if not recipients:
+            return _error(400, "invalidArgument", "Recipient address required")
+        bad = [a for a in recipients if "@" not in a]
+        if bad:
+            return _error(400, "invalidArgument", f"Invalid To header: {bad[0]}")
+        requested = body.get("threadId")
+        if requested and not any(m.thread_id == requested for m in self._state.messages.values()):
+            return _error(404, "notFound", "Requested entity was not found.")
+        msg = self._store(raw, ("SENT",), None, requested or None)
+        self.sent.append(SentMessage(msg.id, msg.thread_id, raw, parsed, recipients, requested))
+        return 200, {"id": msg.id, "threadId": msg.thread_id, "labelIds": ["SENT"]}
+
+    def _matches(self, msg: StoredMessage, terms: list[str]) -> bool:
+        for term in terms:
+            if term.startswith("rfc822msgid:"):
+                wanted = term.split(":", 1)[1].strip("<>")
+                headers = parse_headers(msg.raw)
+                ids = [h["value"].strip("<>") for h in headers if h["name"].lower() == "message-id"]
+                if wanted not in ids:
+                    return False
+            elif term == "in:sent" and "SENT" not in msg.labels:
+                return False
+        return True
+
     def _list(self, query: dict[str, list[str]], one: dict[str, str]) -> tuple[int, Any]:
         wanted = set(query.get("labelIds", []))
         hidden = set() if one.get("includeSpamTrash") == "true" else {"SPAM", "TRASH"}
-        found = [m for m in self._state.messages.values() if wanted <= m.labels and not (hidden & m.labels)]
+        terms = one.get("q", "").split()
+        unknown = [t for t in terms if not t.startswith("rfc822msgid:") and t != "in:sent"]
+        if unknown:  # the emulator's limit, not Gmail's: fail loudly rather than match everything
+            return _error(400, "invalidArgument", f"emulator: unsupported search term {unknown[0]}")
+        found = [
+            m
+            for m in self._state.messages.values()
+            if wanted <= m.labels and not (hidden & m.labels) and self._matches(m, terms)
+        ]
         found.sort(key=lambda m: (m.internal_date, m.id), reverse=True)  # newest first
         start = int(one.get("pageToken", "0") or 0)
         size = min(int(one.get("maxResults", "100")), 500)
@@ -352,7 +447,7 @@ class GmailEmulator(ThreadedPeer):
             fault = next((f for f in self.faults if f.path_contains in url.path), None)
             if fault is not None:
                 self.faults.remove(fault)
-                status, payload = _error(fault.status, fault.reason, "Injected fault")
+                status, payload = _error(fault.status, fault.reason, fault.message)
                 return status, payload, {"Retry-After": fault.retry_after} if fault.retry_after else {}
             token = auth[7:] if auth.startswith("Bearer ") else ""
             if token not in self.tokens:
@@ -367,7 +462,12 @@ class GmailEmulator(ThreadedPeer):
             except ValueError:
                 status, payload = _error(400, "parseError", "Parse Error")
                 return status, payload, {}
-            status, payload = self._dispatch(method, m.group(2).split("/"), parse_qs(url.query), data)
+            parts = m.group(2).split("/")
+            if parts == ["messages", "send"] and self.drops:
+                if self.drops.popleft():
+                    self._dispatch(method, parts, parse_qs(url.query), data)
+                return DROP, None, {}
+            status, payload = self._dispatch(method, parts, parse_qs(url.query), data)
             return status, payload, {}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -383,6 +483,9 @@ class GmailEmulator(ThreadedPeer):
                 status, payload, extra = emu._handle(
                     self.command, self.path, self.headers.get("Authorization", ""), body
                 )
+                if status == DROP:
+                    self.close_connection = True
+                    return
                 data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
                 if payload is not None:

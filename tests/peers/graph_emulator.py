@@ -4,22 +4,31 @@ Serves under `/v1.0/users/{user}`: `mailFolders` (list, `$filter=displayName eq 
 well-known name, `childFolders`), `mailFolders/{f}/messages/delta` (`Prefer: odata.maxpagesize`,
 opaque `$skiptoken` / `$deltatoken` links, `@removed` for mail that left the folder, optional empty
 pages), `messages/{id}` (GET with `$select`, PATCH isRead), `messages/{id}/$value` and
-`messages/{id}/move` (201). Ids are immutable when the request says `Prefer: IdType="ImmutableId"`;
+`messages/{id}/move` (201), `sendMail` in MIME form (`text/plain`, base64; 202 with an empty body,
+the message filed in Sent Items unless `save_sent = False`) and `mailFolders/{f}/messages` with
+`$filter=internetMessageId eq '…'`. Ids are immutable when the request says `Prefer: IdType="ImmutableId"`;
 otherwise a message's id changes on every move, as in Exchange.
 
 Errors use Graph's body `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`.
 Control surface for tests: `add_message`, `add_folder`, `move_by_user`, `delete_by_user`, `message`,
-`fail_next` (status, code, Retry-After, for the next N matching requests), `expire_sync_state`
+`fail_next` (status, code, Retry-After, for the next N matching requests), `drop_next` (read the
+request, optionally act on it, then close the connection without answering), `sent` (every message
+sendMail accepted: raw MIME, parsed headers, recipients), `expire_sync_state`
 (410 Gone with Location, or 400 syncStateNotFound / resyncRequired), `tokens` (accepted bearer
 tokens, or `accept_token` as a predicate), `max_in_flight` (concurrency the client reached).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import email
+import email.message
+import email.utils
 import json
 import re
+import socket
 import threading
 import time
 import uuid
@@ -80,6 +89,27 @@ class Fault:
     times: int = 1
     retry_after: str | None = None
     match: str | None = None  # substring of "METHOD path"
+    message: str | None = None  # Graph's error text; "Injected <code>." when None
+
+
+@dataclass
+class Drop:
+    """Close the connection without an answer; `accept` first acts on the request (sendMail: sent)."""
+
+    match: str
+    accept: bool = True
+    times: int = 1
+
+
+@dataclass
+class SentMail:
+    """One message sendMail accepted, as Graph received it."""
+
+    raw: bytes
+    message: email.message.Message
+    recipients: list[str]  # To, Cc and Bcc addresses, in that order
+    content_type: str
+    sent_id: str | None  # its id in Sent Items, if filed
 
 
 @dataclass
@@ -104,6 +134,9 @@ class GraphEmulator(ThreadedPeer):
         self.default_page_size = DEFAULT_PAGE_SIZE
         self.delay_seconds = 0.0  # per request, so concurrency can be observed
         self.faults: list[Fault] = []
+        self.drops: list[Drop] = []
+        self.sent: list[SentMail] = []
+        self.save_sent = True  # file what sendMail accepted in Sent Items (False: the copy lags)
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path+query, headers)
         self.in_flight = 0
         self.max_in_flight = 0
@@ -177,9 +210,16 @@ class GraphEmulator(ThreadedPeer):
         times: int = 1,
         retry_after: str | None = None,
         match: str | None = None,
+        message: str | None = None,
     ) -> None:
         with self.lock:
-            self.faults.append(Fault(status, code, times, retry_after, match))
+            self.faults.append(Fault(status, code, times, retry_after, match, message))
+
+    def drop_next(self, match: str = "sendMail", *, accept: bool = True, times: int = 1) -> None:
+        """The next `times` requests matching `match` ("METHOD path" substring) are read, acted on
+        when `accept` (a sendMail is then sent and filed), and answered by closing the connection."""
+        with self.lock:
+            self.drops.append(Drop(match, accept, times))
 
     def expire_sync_state(self, mode: str = "gone") -> None:
         """Forget every delta and skip token; `mode` is `gone` (410), `syncStateNotFound` or
@@ -331,6 +371,8 @@ class GraphEmulator(ThreadedPeer):
         size = re.search(r"odata\.maxpagesize=(\d+)", prefer)
         page_size = int(size.group(1)) if size else self.default_page_size
         select = query["$select"].split(",") if "$select" in query else None
+        if parts == ["sendMail"] and method == "POST":
+            return self._send_mail(headers, body)
         if parts[:1] == ["mailFolders"]:
             return self._route_folders(parts[1:], query, page_size, immutable)
         if parts[:1] == ["messages"] and len(parts) >= 2:
@@ -372,7 +414,51 @@ class GraphEmulator(ThreadedPeer):
             return 200, self._folder_json(self.folders[fid])
         if parts[1:] == ["messages", "delta"]:
             return self._delta(fid, query, page_size, immutable)
+        if parts[1:] == ["messages"]:
+            return self._list_messages(fid, query, immutable)
         return 400, ("BadRequest", "Unsupported folder request")
+
+    def _list_messages(self, fid: str, query: dict[str, str], immutable: bool) -> Any:
+        """A folder's messages; the only `$filter` understood is `internetMessageId eq '…'`."""
+        found = sorted((m for m in self.messages.values() if m.folder == fid), key=lambda m: m.received)
+        if "$filter" in query:
+            wanted = re.fullmatch(r"internetMessageId eq '((?:[^']|'')*)'", query["$filter"])
+            if wanted is None:
+                return 400, ("BadRequest", f"Invalid filter clause: {query['$filter']}")
+            value = wanted.group(1).replace("''", "'")
+            found = [m for m in found if m.header("Message-ID") == value]
+        top = int(query.get("$top", str(self.default_page_size)))
+        select = query["$select"].split(",") if "$select" in query else None
+        return 200, {"value": [self._render(m, immutable, select) for m in found[:top]]}
+
+    # ------------------------------------------------------------------ sendMail
+
+    def _send_mail(self, headers: dict[str, str], body: Any) -> Any:
+        """The MIME form of sendMail: base64 MIME in a text/plain body → 202, filed in Sent Items."""
+        content_type = headers.get("content-type", "")
+        if not content_type.startswith("text/plain") or not isinstance(body, bytes):
+            return 400, ("BadRequest", "Only the MIME form of sendMail is emulated (text/plain).")
+        try:
+            raw = base64.b64decode(body.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if not raw:
+            return 400, ("ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content.")
+        parsed = email.message_from_bytes(raw)
+        fields = [str(v) for name in ("To", "Cc", "Bcc") for v in parsed.get_all(name, [])]
+        recipients = [a for _, a in email.utils.getaddresses(fields) if a]
+        if not recipients:
+            return 400, ("ErrorInvalidRecipients", "At least one recipient is not valid.")
+        sent_id = self.add_message(raw, "sentitems", is_read=True) if self.save_sent else None
+        self.sent.append(SentMail(raw, parsed, recipients, content_type, sent_id))
+        return 202, None
+
+    def _drop(self, method: str, path: str) -> Drop | None:
+        for drop in self.drops:
+            if drop.times > 0 and drop.match in f"{method} {path}":
+                drop.times -= 1
+                return drop
+        return None
 
     def _gate(self, method: str, path: str, headers: dict[str, str]) -> Any:
         """Bearer check, access check and injected faults; None lets the request through."""
@@ -383,7 +469,7 @@ class GraphEmulator(ThreadedPeer):
             if fault.times > 0 and (fault.match is None or fault.match in f"{method} {path}"):
                 fault.times -= 1
                 extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-                return fault.status, (fault.code, f"Injected {fault.code}.", extra)
+                return fault.status, (fault.code, fault.message or f"Injected {fault.code}.", extra)
         if not accepted:
             return 401, ("InvalidAuthenticationToken", "Access token is empty or invalid.")
         if self.denied:
@@ -405,7 +491,8 @@ class GraphEmulator(ThreadedPeer):
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 length = int(headers.get("content-length", "0") or 0)
                 data = self.rfile.read(length) if length else b""
-                body = json.loads(data) if data else None
+                json_body = headers.get("content-type", "application/json").startswith("application/json")
+                body = (json.loads(data) if json_body else data) if data else None
                 with emu.lock:
                     emu.requests.append((self.command, self.path, headers))
                     emu.in_flight += 1
@@ -414,17 +501,26 @@ class GraphEmulator(ThreadedPeer):
                     if emu.delay_seconds:
                         time.sleep(emu.delay_seconds)
                     with emu.lock:
-                        result = emu._gate(self.command, parts.path, headers) or emu.route(
-                            self.command, parts.path, query, headers, body
-                        )
+                        result: Any = emu._gate(self.command, parts.path, headers)
+                        drop = emu._drop(self.command, parts.path) if result is None else None
+                        if result is None and (drop is None or drop.accept):
+                            result = emu.route(self.command, parts.path, query, headers, body)
                 finally:
                     with emu.lock:
                         emu.in_flight -= 1
-                self._reply(*result)
+                if drop is not None:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                with contextlib.suppress(ConnectionError):  # the client gave up waiting (a timeout test)
+                    self._reply(*result)
 
             def _reply(self, status: int, payload: Any) -> None:
                 extra: dict[str, str] = {}
-                if isinstance(payload, bytes):
+                if payload is None:
+                    data, kind = b"", "text/plain"
+                elif isinstance(payload, bytes):
                     data, kind = payload, "message/rfc822"
                 elif isinstance(payload, tuple):
                     code, message, *rest = payload
