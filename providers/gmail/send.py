@@ -24,9 +24,7 @@ import base64
 import http.client
 import re
 from collections.abc import Awaitable, Callable
-from email import policy
 from email.message import EmailMessage
-from email.utils import getaddresses
 from typing import Any
 
 import httplib2
@@ -57,6 +55,7 @@ from providers.gmail.api import (
     retry_after_of,
 )
 from providers.oauth import IMAP_SCOPE_GOOGLE, TokenProvider, build_token_provider
+from providers.whole_message import mime_for_api, unconfirmed
 
 log = structlog.get_logger("providers.gmail")
 
@@ -95,20 +94,6 @@ def gmail_api(mailbox: MailboxSettings, tokens: TokenProvider | None, retry: Ret
         retry=retry,
         context={"mailbox": mailbox.id},
     )
-
-
-def raw_for_gmail(message: EmailMessage, recipients: list[str]) -> bytes:
-    """The message as composed, plus a Bcc header for the recipients no To/Cc header names."""
-    raw = message.as_bytes(policy=policy.SMTP)
-    named = getaddresses([str(v) for h in ("To", "Cc", "Bcc") for v in message.get_all(h, [])])
-    shown = {address.casefold() for _, address in named}
-    hidden = [r for r in recipients if r.casefold() not in shown]
-    if not hidden:
-        return raw
-    header = EmailMessage()
-    header["Bcc"] = ", ".join(hidden)
-    line = header.as_bytes(policy=policy.SMTP).split(b"\r\n\r\n", 1)[0]
-    return line + b"\r\n" + raw
 
 
 # ---------------------------------------------------------------------- one exchange, told apart
@@ -190,7 +175,7 @@ class GmailSender:
         Gmail takes or refuses the message as a whole, so every recipient shares one outcome."""
         if not recipients:
             raise SendRejected("no recipients", **self._where())
-        raw = raw_for_gmail(message, recipients)
+        raw = mime_for_api(message, recipients, "Gmail")
         if len(raw) > self.max_bytes:
             raise SendRejected(
                 f"the reply is {len(raw)} bytes; Gmail sends at most {self.max_bytes} bytes per "
@@ -256,7 +241,7 @@ class GmailSender:
                 raise SendUncertain(
                     f"the connection to the Gmail API was lost after the reply was sent ({exc}): "
                     "Gmail may have accepted it",
-                    recipients=_unconfirmed(recipients),
+                    recipients=unconfirmed(recipients),
                     **self._where(),
                 ) from None
             except HttpError as exc:
@@ -305,7 +290,7 @@ class GmailSender:
         if status >= 500:
             return SendUncertain(
                 f"the Gmail API answered {what} after receiving the reply: it may have been sent",
-                recipients=_unconfirmed(recipients),
+                recipients=unconfirmed(recipients),
                 **where,
             )
         if status >= 400:
@@ -314,11 +299,6 @@ class GmailSender:
 
     async def close(self) -> None:
         self.api.close()
-
-
-def _unconfirmed(recipients: list[str]) -> tuple[RecipientResult, ...]:
-    """Not accepted, no code: a resend (a person's decision or the policy) includes them again."""
-    return tuple(RecipientResult(r, False, None, "delivery uncertain") for r in recipients)
 
 
 class GmailSentFolder:

@@ -28,9 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Awaitable, Callable
-from email import policy
 from email.message import EmailMessage
-from email.utils import getaddresses
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -55,6 +53,7 @@ from providers.graph.api import (
 )
 from providers.graph.provider import GRAPH_SCOPE
 from providers.oauth import TokenProvider, build_token_provider
+from providers.whole_message import mime_for_api, unconfirmed
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Graph's limit on one request body (the base64 text here)
 DEFERRED_STATUSES = frozenset({408, 429, 503, 507, 509})  # Graph did not take the message: try later
@@ -81,31 +80,6 @@ def _user_url(api: GraphApi, mailbox: MailboxSettings) -> str:
 
 def _one_line(text: Any) -> str:
     return " ".join(str(text).split())[:MAX_ERROR_TEXT]
-
-
-def mime_for_graph(message: EmailMessage, recipients: list[str]) -> bytes:
-    """The message as composed, with a `Bcc:` header for recipients its To/Cc do not name.
-
-    Graph sends to every address in the headers; it cannot leave one out. If the headers name
-    someone not in `recipients` (they already have this reply), sending would duplicate it for
-    them: SendRejected, so a person decides."""
-    raw = message.as_bytes(policy=policy.SMTP)
-    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in message.get_all(name, [])]
-    listed = {address.lower() for _, address in getaddresses(fields) if address}
-    wanted = {r.lower() for r in recipients}
-    already = sorted(listed - wanted)
-    if already:
-        raise SendRejected(
-            "Graph sends to every address in the message's To/Cc, and "
-            f"{', '.join(already)} already received this reply; sending again would duplicate it "
-            "(send a new reply to the remaining recipients)"
-        )
-    blind = [r for r in recipients if r.lower() not in listed]
-    if not blind:
-        return raw
-    header = EmailMessage(policy=policy.SMTP)
-    header["Bcc"] = ", ".join(blind)
-    return header.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n" + raw
 
 
 class GraphSender:
@@ -144,7 +118,7 @@ class GraphSender:
         where: dict[str, Any] = {"mailbox": self.mailbox_id, "user": self.user_id}
         if not recipients:
             raise SendRejected("no recipients", **where)
-        raw = mime_for_graph(message, recipients)
+        raw = mime_for_api(message, recipients, "Graph")
         body = base64.b64encode(raw)
         if len(body) > MAX_REQUEST_BYTES:
             raise SendRejected(
@@ -162,7 +136,7 @@ class GraphSender:
                 if exc.body_sent:
                     raise SendUncertain(
                         f"{exc.message}; Graph may have accepted the reply",
-                        recipients=_unconfirmed(recipients),
+                        recipients=unconfirmed(recipients),
                         **where,
                     ) from None
                 raise SendDeferred(exc.message, **where) from None
@@ -177,11 +151,6 @@ class GraphSender:
 
     async def close(self) -> None:
         await self.api.aclose()
-
-
-def _unconfirmed(recipients: list[str]) -> tuple[RecipientResult, ...]:
-    """Nobody confirmed these got it: not accepted, no code, so a resend does send to them."""
-    return tuple(RecipientResult(r, False, None, "delivery uncertain") for r in recipients)
 
 
 def _refusal(answer: Answer, recipients: list[str], where: dict[str, Any]) -> Exception:
@@ -211,7 +180,7 @@ def _refusal(answer: Answer, recipients: list[str], where: dict[str, Any]) -> Ex
     if status >= 500:
         return SendUncertain(
             f"Graph failed while handling sendMail: {detail}; it may have sent the reply",
-            recipients=_unconfirmed(recipients),
+            recipients=unconfirmed(recipients),
             **context,
         )
     return SendDeferred(f"unexpected answer to sendMail: {detail}", **context)
@@ -259,4 +228,4 @@ class GraphSentFolder:
         await self.api.aclose()
 
 
-__all__ = ["GraphSender", "GraphSentFolder", "mime_for_graph"]
+__all__ = ["GraphSender", "GraphSentFolder"]

@@ -21,7 +21,8 @@ from connector.errors import (
 from providers import registry
 from providers.base import OutboundSender
 from providers.gmail.api import RetryPolicy
-from providers.gmail.send import GmailSender, GmailSentFolder, raw_for_gmail, searchable_id
+from providers.gmail.send import GmailSender, GmailSentFolder, searchable_id
+from providers.whole_message import mime_for_api
 from tests.mailfactory import make_message
 from tests.peers.gmail_emulator import GmailEmulator
 
@@ -154,7 +155,8 @@ async def test_envelope_only_recipients_travel_as_bcc(emu: GmailEmulator) -> Non
     assert sent.message["Bcc"] == "Boss@Example.com, audit@example.org"
     assert sent.message["To"] == "Customer <customer@example.net>"
     assert sorted(sent.recipients) == ["Boss@Example.com", "audit@example.org", "customer@example.net"]
-    assert raw_for_gmail(reply(None), ["CUSTOMER@example.net"]) == reply(None).as_bytes(policy=policy.SMTP)
+    as_composed = reply(None).as_bytes(policy=policy.SMTP)
+    assert mime_for_api(reply(None), ["CUSTOMER@example.net"], "Gmail") == as_composed
 
 
 async def test_before_data_runs_once_right_before_the_send_request(emu: GmailEmulator) -> None:
@@ -277,7 +279,7 @@ async def test_unreachable_api_is_deferred() -> None:
         }
     )
     with pytest.raises(SendDeferred, match="not sent") as info:
-        await GmailSender(box, retry=FAST).send(reply(None), "a@example.com", ["c@example.net"])
+        await GmailSender(box, retry=FAST).send(reply(None), "a@example.com", ["customer@example.net"])
     assert info.value.context["mailbox"] == "gmail-down"
 
 
