@@ -33,8 +33,10 @@ import tenacity
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from connector.errors import AuthFailed, ProviderError, ProviderUnavailable, Throttled
-from providers.oauth import TokenProvider
+from connector.config import MailboxSettings
+from connector.endpoints import checked_api_endpoint
+from connector.errors import AuthFailed, ConfigError, ProviderError, ProviderUnavailable, Throttled
+from providers.oauth import IMAP_SCOPE_GOOGLE, TokenProvider, build_token_provider
 
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 TIMEOUT_SECONDS = 60.0
@@ -247,3 +249,21 @@ class GmailApi:
     def _permanent(self, name: str, exc: HttpError, where: dict[str, Any]) -> ProviderError:
         reason, message = _reason_of(exc)
         return ProviderError(f"Gmail {name}: {exc.resp.status} {reason}: {message}".strip(), **where)
+
+
+def gmail_api(mailbox: MailboxSettings, tokens: TokenProvider | None, retry: RetryPolicy | None) -> GmailApi:
+    """The mailbox's API client for the reader and the sender: endpoint checked, token source built."""
+    settings = mailbox.gmail
+    if settings is None:
+        raise ConfigError([f"mailboxes[{mailbox.id}]: a Gmail mailbox needs a 'gmail:' block"])
+    if settings.api_endpoint is not None:  # the bearer token never crosses a network in clear
+        checked_api_endpoint(settings.api_endpoint, f"mailboxes[{mailbox.id}].gmail.api_endpoint")
+    if tokens is None:
+        tokens = build_token_provider(settings.oauth, default_scope=IMAP_SCOPE_GOOGLE)
+    return GmailApi(
+        tokens,
+        user_id=settings.user_id,
+        api_endpoint=settings.api_endpoint,
+        retry=retry,
+        context={"mailbox": mailbox.id},
+    )

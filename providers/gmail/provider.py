@@ -15,14 +15,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from connector.config import MailboxSettings
-from connector.endpoints import checked_api_endpoint
 from connector.errors import ConfigError, FolderMissing
 from connector.models import FetchResult, PostAction, PostActionKind, RawMessage
-from providers.gmail.api import GmailApi, NotFound, RetryPolicy, gather_all
+from providers.gmail.api import NotFound, RetryPolicy, gather_all, gmail_api
 from providers.gmail.sync import LabelSync
-from providers.oauth import IMAP_SCOPE_GOOGLE, TokenProvider, build_token_provider
+from providers.oauth import TokenProvider
 
 BATCH_MODIFY_MAX_IDS = 1000
+
+
 def _batch_modify(users: Any, *, user_id: str, body: dict[str, Any]) -> Any:
     return users.messages().batchModify(userId=user_id, body=body)
 
@@ -41,17 +42,7 @@ class GmailInboundProvider:
             raise ConfigError([f"mailboxes[{mailbox.id}]: provider gmail needs a 'gmail:' block"])
         self.mailbox = mailbox
         self.settings = mailbox.gmail
-        if self.settings.api_endpoint is not None:  # the bearer token never crosses a network in clear
-            checked_api_endpoint(self.settings.api_endpoint, f"mailboxes[{mailbox.id}].gmail.api_endpoint")
-        if tokens is None:
-            tokens = build_token_provider(self.settings.oauth, default_scope=IMAP_SCOPE_GOOGLE)
-        self.api = GmailApi(
-            tokens,
-            user_id=self.settings.user_id,
-            api_endpoint=self.settings.api_endpoint,
-            retry=retry,
-            context={"mailbox": mailbox.id},
-        )
+        self.api = gmail_api(mailbox, tokens, retry)
         self._sync = LabelSync(self.api, max_bytes=mailbox.max_message_bytes)
         self._labels: dict[str, str] | None = None  # id, name and casefolded name -> id
 

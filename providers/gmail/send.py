@@ -32,10 +32,8 @@ import structlog
 from googleapiclient.errors import HttpError
 
 from connector.config import MailboxSettings
-from connector.endpoints import checked_api_endpoint
 from connector.errors import (
     AuthFailed,
-    ConfigError,
     ConnectorError,
     ProviderError,
     ProviderUnavailable,
@@ -48,13 +46,13 @@ from connector.models import RecipientResult, SendReceipt
 from providers.gmail.api import (
     RATE_REASONS,
     TIMEOUT_SECONDS,
-    GmailApi,
     NotFound,
     RetryPolicy,
+    gmail_api,
     reason_of,
     retry_after_of,
 )
-from providers.oauth import IMAP_SCOPE_GOOGLE, TokenProvider, build_token_provider
+from providers.oauth import TokenProvider
 from providers.whole_message import mime_for_api, unconfirmed
 
 log = structlog.get_logger("providers.gmail")
@@ -76,24 +74,6 @@ def searchable_id(message_id: str | None) -> str | None:
     first = re.search(r"<[^<>]*>", message_id)
     match = _SEARCHABLE_ID.match((first.group(0) if first else message_id).strip())
     return match.group(1) if match else None
-
-
-def gmail_api(mailbox: MailboxSettings, tokens: TokenProvider | None, retry: RetryPolicy | None) -> GmailApi:
-    """The mailbox's API client, with the same endpoint check and token source as the reader."""
-    settings = mailbox.gmail
-    if settings is None:
-        raise ConfigError([f"mailboxes[{mailbox.id}]: sending through Gmail needs a 'gmail:' block"])
-    if settings.api_endpoint is not None:  # the bearer token never crosses a network in clear
-        checked_api_endpoint(settings.api_endpoint, f"mailboxes[{mailbox.id}].gmail.api_endpoint")
-    if tokens is None:
-        tokens = build_token_provider(settings.oauth, default_scope=IMAP_SCOPE_GOOGLE)
-    return GmailApi(
-        tokens,
-        user_id=settings.user_id,
-        api_endpoint=settings.api_endpoint,
-        retry=retry,
-        context={"mailbox": mailbox.id},
-    )
 
 
 # ---------------------------------------------------------------------- one exchange, told apart

@@ -29,9 +29,12 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
+from connector.config import MailboxSettings
 from connector.endpoints import checked_api_endpoint, is_cert_verify_failure
-from connector.errors import AuthFailed, ProviderError, ProviderUnavailable, Throttled
-from providers.oauth import TokenProvider
+from connector.errors import AuthFailed, ConfigError, ProviderError, ProviderUnavailable, Throttled
+from providers.oauth import TokenProvider, build_token_provider
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 T = TypeVar("T")
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
@@ -380,3 +383,11 @@ def _translate(
     if status >= 500:
         return _Transient(ProviderUnavailable(f"Graph failed: {detail}", **context), retry_after)
     return ProviderError(f"Graph refused the request: {detail}", **context)
+
+
+def graph_api(mailbox: MailboxSettings, tokens: TokenProvider | None, **options: Any) -> GraphApi:
+    """The mailbox's API client for the reader, the sender and the Sent lookup (each its own)."""
+    if mailbox.graph is None:
+        raise ConfigError([f"mailboxes[{mailbox.id}]: a Graph mailbox needs a 'graph:' block"])
+    tokens = tokens or build_token_provider(mailbox.graph.oauth, default_scope=GRAPH_SCOPE)
+    return GraphApi(mailbox.graph.api_endpoint, tokens, mailbox_id=mailbox.id, **options)

@@ -32,13 +32,12 @@ from urllib.parse import quote
 from connector.config import MailboxSettings
 from connector.errors import ConfigError, FolderMissing, ProviderError
 from connector.models import FetchResult, PostAction, PostActionKind, RawMessage
-from providers.graph.api import GraphApi, GraphNotFound, RetryPolicy, SyncStateLost
+from providers.graph.api import GraphNotFound, RetryPolicy, SyncStateLost, graph_api
 from providers.graph.cursor import DeltaCursor
 from providers.graph.folders import FolderResolver
 from providers.graph.mime import Mime, header_block, headers_from_graph, mime_reader
-from providers.oauth import TokenProvider, build_token_provider
+from providers.oauth import TokenProvider
 
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 DELTA_SELECT = "id,receivedDateTime,internetMessageId,conversationId,isRead,isDraft"
 MAX_PAGES_PER_FETCH = 50  # bounds one fetch over a long run of empty pages; `more` says go on
 MAX_PAGE_SIZE = 200
@@ -71,8 +70,7 @@ class GraphInboundProvider:
             raise ConfigError([f"mailboxes[{mailbox.id}]: provider graph needs a 'graph:' block"])
         self.mailbox = mailbox
         self.settings = mailbox.graph
-        self._tokens = tokens or build_token_provider(self.settings.oauth, default_scope=GRAPH_SCOPE)
-        self.api = GraphApi(self.settings.api_endpoint, self._tokens, mailbox_id=mailbox.id, policy=policy)
+        self.api = graph_api(mailbox, tokens, policy=policy)
         self.user_url = f"{self.api.base}/users/{quote(self.settings.user_id, safe='')}"
         self.folders = FolderResolver(self.api, self.user_url)
         self._acted: dict[tuple[str, str], None] = {}  # (folder, id) whose post-action we applied

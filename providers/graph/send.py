@@ -35,7 +35,6 @@ from urllib.parse import quote, urlencode
 from connector.config import MailboxSettings
 from connector.errors import (
     AuthFailed,
-    ConfigError,
     ProviderError,
     SendDeferred,
     SendRejected,
@@ -48,11 +47,11 @@ from providers.graph.api import (
     RequestCutOff,
     RetryPolicy,
     error_codes,
+    graph_api,
     parse_retry_after,
     request_id,
 )
-from providers.graph.provider import GRAPH_SCOPE
-from providers.oauth import TokenProvider, build_token_provider
+from providers.oauth import TokenProvider
 from providers.whole_message import mime_for_api, unconfirmed
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Graph's limit on one request body (the base64 text here)
@@ -64,13 +63,6 @@ SEND_PERMISSION_HINT = (
     "application access policy or RBAC scope that includes this mailbox, if one is used)"
 )
 BeforeData = Callable[[], Awaitable[None]]
-
-
-def _graph_api(mailbox: MailboxSettings, tokens: TokenProvider | None, **options: Any) -> GraphApi:
-    if mailbox.graph is None:
-        raise ConfigError([f"mailboxes[{mailbox.id}]: sending through Graph needs a 'graph:' block"])
-    tokens = tokens or build_token_provider(mailbox.graph.oauth, default_scope=GRAPH_SCOPE)
-    return GraphApi(mailbox.graph.api_endpoint, tokens, mailbox_id=mailbox.id, **options)
 
 
 def _user_url(api: GraphApi, mailbox: MailboxSettings) -> str:
@@ -98,7 +90,7 @@ class GraphSender:
         if timeout_seconds is not None:
             options["timeout_seconds"] = timeout_seconds
         self.mailbox_id = mailbox.id
-        self.api = _graph_api(mailbox, tokens, **options)
+        self.api = graph_api(mailbox, tokens, **options)
         self.url = _user_url(self.api, mailbox) + "/sendMail"
         self.user_id = mailbox.graph.user_id if mailbox.graph else ""
         self._lock = asyncio.Lock()
@@ -197,7 +189,7 @@ class GraphSentFolder:
         policy: RetryPolicy | None = None,
     ) -> None:
         self.mailbox_id = mailbox.id
-        self.api = _graph_api(mailbox, tokens, policy=policy)
+        self.api = graph_api(mailbox, tokens, policy=policy)
         self.url = _user_url(self.api, mailbox) + "/mailFolders/sentitems/messages"
 
     def __repr__(self) -> str:
