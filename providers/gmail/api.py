@@ -14,6 +14,12 @@ Why it is built this way:
   exponential backoff and jitter (tenacity), never sooner than Retry-After; once the budget is
   spent they become Throttled (carrying Retry-After) or ProviderUnavailable. A Retry-After longer
   than `max_wait_seconds` is not slept through: Throttled at once, the next cycle tries again.
+- A 404 is `NotFound` (a ProviderError naming the call and where): callers that expect one (a
+  message gone, history expired) catch it; anywhere else it reaches the operator as it is, with a
+  hint at `gmail.user_id` for the calls that only name the account. 403 dailyLimitExceeded or
+  quotaExceeded is Throttled at once (no use retrying within the cycle); 403
+  insufficientPermissions/forbidden is `ScopeMissing` (AuthFailed) naming the scope reads need.
+- A connection that fails is dropped: its Http is closed and forgotten, the retry opens another.
 - `exchange()` is the one path without retries, refresh or mapping: messages.send must never be
   repeated blindly, so providers.gmail.send drives and classifies that single exchange itself.
 Messages never contain the token: only the call name, status, Google's reason and message.
@@ -39,6 +45,10 @@ from connector.errors import AuthFailed, ConfigError, ProviderError, ProviderUna
 from providers.oauth import IMAP_SCOPE_GOOGLE, TokenProvider, build_token_provider
 
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+QUOTA_REASONS = frozenset({"dailyLimitExceeded", "quotaExceeded"})
+SCOPE_REASONS = frozenset({"insufficientPermissions", "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "forbidden"})
+READ_SCOPE = "https://www.googleapis.com/auth/gmail.modify (or https://mail.google.com/)"
+ACCOUNT_CALLS = frozenset({"users.getProfile", "labels.list", "messages.list", "history.list"})
 TIMEOUT_SECONDS = 60.0
 Request = Callable[[Any], Any]  # users() resource -> googleapiclient HttpRequest
 T = TypeVar("T")
@@ -67,16 +77,33 @@ class RetryPolicy:
     max_wait_seconds: float = 32.0
 
 
-class NotFound(Exception):
+class NotFound(ProviderError):
     """A 404: a message gone, a label unknown, a history id too old. Callers decide what it means."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, message: str, *, call: str, reason: str, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.call = call
         self.reason = reason
+
+
+class Unreachable(ProviderUnavailable):
+    """The API could not be reached at all (refused, reset, timeout, DNS): about the account,
+    never about one message."""
+
+
+class ScopeMissing(AuthFailed):
+    """403 insufficientPermissions/forbidden: the token lacks a scope the call needs."""
 
 
 class _Unauthorized(Exception):
     pass
+
+
+class _NotFound(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.message = message
 
 
 class _Transient(Exception):
@@ -146,7 +173,7 @@ class GmailApi:
     # ------------------------------------------------------------------ one call
 
     async def call(self, name: str, request: Request, **context: Any) -> Any:
-        """Runs `request(users)` with a token; raises connector errors or NotFound."""
+        """Runs `request(users)` with a token; raises connector errors (NotFound for a 404)."""
         where = {**self.context, **context}
         async with self.limit:
             for attempt in (1, 2):
@@ -190,6 +217,8 @@ class GmailApi:
                     return await asyncio.to_thread(self._execute, request, token)
         except _Transient as exc:
             raise self._exhausted(name, exc, where) from None
+        except _NotFound as exc:
+            raise self._not_found(name, exc, where) from None
         except HttpError as exc:
             raise self._permanent(name, exc, where) from None
         raise AssertionError("unreachable")
@@ -211,12 +240,12 @@ class GmailApi:
             if status == 401:
                 raise _Unauthorized() from None
             if status == 404:
-                raise NotFound(reason or "notFound") from None
+                raise _NotFound(reason or "notFound", message) from None
             if status == 429 or status >= 500 or (status == 403 and reason in RATE_REASONS):
                 raise _Transient(status, f"{status} {reason} {message}".strip(), _retry_after(exc)) from None
             raise
         except (OSError, httplib2.HttpLib2Error) as exc:  # refused, reset, timeout, DNS
-            self._local.http = None  # a broken keep-alive connection must not be reused
+            self._drop(http)  # a broken keep-alive connection must not be reused
             raise _Transient(None, f"connection failed: {type(exc).__name__}", None) from None
 
     async def exchange(self, request: Request, token: str, http: httplib2.Http) -> Any:
@@ -232,6 +261,13 @@ class GmailApi:
         async with self.limit:
             return await asyncio.to_thread(run)
 
+    def _drop(self, http: httplib2.Http) -> None:
+        self._local.http = None
+        with self._opened_lock:
+            if http in self._opened:
+                self._opened.remove(http)
+        http.close()
+
     def close(self) -> None:
         """Drops the pooled connections of every worker thread's Http."""
         with self._opened_lock:
@@ -244,11 +280,28 @@ class GmailApi:
             return Throttled(
                 f"Gmail {name}: throttled ({exc.reason})", retry_after_seconds=exc.retry_after, **where
             )
+        if exc.status is None:
+            return Unreachable(f"Gmail {name}: {exc.reason}", **where)
         return ProviderUnavailable(f"Gmail {name}: {exc.reason}", **where)
+
+    def _not_found(self, name: str, exc: _NotFound, where: dict[str, Any]) -> NotFound:
+        text = f"Gmail {name}: 404 {exc.reason}: {exc.message}".rstrip(": ")
+        if name in ACCOUNT_CALLS:
+            text += f" (is gmail.user_id {self.user_id!r} a mailbox this token may read?)"
+        return NotFound(text, call=name, reason=exc.reason, **where)
 
     def _permanent(self, name: str, exc: HttpError, where: dict[str, Any]) -> ProviderError:
         reason, message = _reason_of(exc)
-        return ProviderError(f"Gmail {name}: {exc.resp.status} {reason}: {message}".strip(), **where)
+        status = int(exc.resp.status)
+        if status == 403 and reason in QUOTA_REASONS:
+            return Throttled(
+                f"Gmail {name}: 403 {reason}: {message}", retry_after_seconds=_retry_after(exc), **where
+            )
+        if status == 403 and reason in SCOPE_REASONS:
+            return ScopeMissing(
+                f"Gmail {name}: 403 {reason}: {message}; the token needs the scope {READ_SCOPE}", **where
+            )
+        return ProviderError(f"Gmail {name}: {status} {reason}: {message}".strip(), **where)
 
 
 def gmail_api(mailbox: MailboxSettings, tokens: TokenProvider | None, retry: RetryPolicy | None) -> GmailApi:

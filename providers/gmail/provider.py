@@ -5,6 +5,9 @@ labels.list (cached; looked up again once before a name is declared missing). Po
 mark_read removes UNREAD, `move:<label>` adds that label and removes the folder's label (the
 target must exist: it is resolved, never created), delete moves to the trash (`messages.trash`,
 never a permanent delete). All are idempotent: a message already changed or gone is no error.
+When batchModify refuses a batch for a reason that is not about the account (a 4xx other than
+auth or rate limits: one bad id), the batch is done one message at a time, so the others still
+get their post-action. A stand-in (providers.fetch_failures) gets none: the original stays as is.
 """
 
 from __future__ import annotations
@@ -15,8 +18,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from connector.config import MailboxSettings
-from connector.errors import ConfigError, FolderMissing
+from connector.errors import (
+    AuthFailed,
+    ConfigError,
+    FolderMissing,
+    ProviderError,
+    ProviderUnavailable,
+    Throttled,
+)
 from connector.models import FetchResult, PostAction, PostActionKind, RawMessage
+from providers.fetch_failures import FetchFailures
 from providers.gmail.api import NotFound, RetryPolicy, gather_all, gmail_api
 from providers.gmail.sync import LabelSync
 from providers.oauth import TokenProvider
@@ -43,7 +54,10 @@ class GmailInboundProvider:
         self.mailbox = mailbox
         self.settings = mailbox.gmail
         self.api = gmail_api(mailbox, tokens, retry)
-        self._sync = LabelSync(self.api, max_bytes=mailbox.max_message_bytes)
+        self.failures = FetchFailures()
+        self._sync = LabelSync(
+            self.api, max_bytes=mailbox.max_message_bytes, failures=self.failures, address=mailbox.address
+        )
         self._labels: dict[str, str] | None = None  # id, name and casefolded name -> id
 
     def __repr__(self) -> str:
@@ -75,12 +89,17 @@ class GmailInboundProvider:
 
     async def fetch(self, folder: str, cursor: str | None, limit: int) -> FetchResult:
         label = await self.label_id(folder)
-        return await self._sync.fetch(folder, label, cursor, max(1, limit))
+        try:
+            return await self._sync.fetch(folder, label, cursor, max(1, limit))
+        except NotFound:
+            self._labels = None  # the label may be gone: look it up afresh next time
+            raise
 
     async def apply_post_action(self, message: RawMessage, action: PostAction) -> None:
         await self.apply_post_actions([message], action)
 
     async def apply_post_actions(self, messages: Sequence[RawMessage], action: PostAction) -> None:
+        messages = [m for m in messages if not self.failures.is_stand_in(m.folder, m.provider_id)]
         if action.kind is PostActionKind.NONE or not messages:
             return
         if action.kind is PostActionKind.DELETE:
@@ -119,8 +138,17 @@ class GmailInboundProvider:
                     "messages.batchModify",
                     functools.partial(_batch_modify, user_id=self.api.user_id, body=request),
                 )
-            except NotFound:  # one id gone: do the rest one by one
-                await gather_all(self._modify_one(i, body) for i in chunk)
+            except ProviderError as exc:  # one id gone or refused: do the rest one by one
+                if isinstance(exc, AuthFailed | Throttled | ProviderUnavailable | FolderMissing):
+                    raise
+                await self._modify_each(chunk, body)
+
+    async def _modify_each(self, ids: list[str], body: dict[str, Any]) -> None:
+        """Every message gets its try; the first failure is raised after all were tried."""
+        done = await asyncio.gather(*(self._modify_one(i, body) for i in ids), return_exceptions=True)
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _modify_one(self, msg_id: str, body: dict[str, Any]) -> None:
         try:

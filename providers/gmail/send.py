@@ -48,6 +48,7 @@ from providers.gmail.api import (
     TIMEOUT_SECONDS,
     NotFound,
     RetryPolicy,
+    ScopeMissing,
     gmail_api,
     reason_of,
     retry_after_of,
@@ -192,8 +193,11 @@ class GmailSender:
                 f"cannot look up the customer's Gmail thread, the reply was not sent: {exc.message}",
                 **self._where(),
             ) from None
-        except AuthFailed:
-            raise
+        except AuthFailed as exc:
+            if not isinstance(exc, ScopeMissing):
+                raise
+            log.warning("gmail_thread_lookup_failed", mailbox=self.mailbox_id, error=str(exc))
+            return None
         except ProviderError as exc:  # e.g. a send-only scope may not search: thread by headers only
             log.warning("gmail_thread_lookup_failed", mailbox=self.mailbox_id, error=str(exc))
             return None

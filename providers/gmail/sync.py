@@ -10,51 +10,94 @@ Incremental: history.list(messageAdded, labelAdded) after the cursor's id. The f
 new messages in history order are taken, then sorted by internalDate; each message's cursor is
 the history id just below the earliest record still unhandled after it, so a batch cut short
 never moves the cursor past undelivered mail. Sent mail, drafts, spam and trash are skipped (the
-daemon never answers itself); a message gone meanwhile (404) is skipped.
+daemon never answers itself); a message gone meanwhile (404) is skipped. A batch is never cut
+inside a history record (one bulk label change is one record): it may exceed `limit`, so the
+cursor always moves past the start when anything came back.
+
+A message whose lookup or download keeps failing for a reason about that message (anything but
+auth, throttling, or the API being unreachable) is counted in `FetchFailures`: below the limit the
+fetch fails (a retry next cycle); at the limit a stand-in takes its place, with the cursor it would
+have had, so the label moves on. A full-sync message whose minimal lookup failed has no date: its
+stand-in sorts after every other message (`LATE`). Should the process restart with the cursor
+among those, the rebuilt plan starts over (the ledger dedupes): a lookup that works again after the
+restart would put the message before the cursor, and it must not be skipped.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from connector.errors import AuthFailed, ProviderError, Throttled
 from connector.models import FetchResult, RawMessage
-from providers.gmail.api import GmailApi, NotFound, gather_all
+from providers.fetch_failures import FetchFailures
+from providers.gmail.api import GmailApi, NotFound, Unreachable, gather_all
 from providers.gmail.cursor import GmailCursor, Key, full, incremental
 
 SKIP_LABELS = frozenset({"SENT", "DRAFT", "SPAM", "TRASH"})
 PAGE_SIZE = 500
+LATE = 10**15  # an internalDate (ms) after every real one: where a message of unknown date sorts
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Meta:
     id: str
-    thread_id: str
-    internal_date: int
+    thread_id: str | None
+    internal_date: int | None
     size: int
     labels: frozenset[str]
+    error: str | None = None  # its lookup kept failing: a stand-in goes in its place
 
     @property
     def key(self) -> Key:
-        return (self.internal_date, self.id)
+        return (LATE if self.error is not None else self.internal_date or 0, self.id)
+
+    @property
+    def when(self) -> datetime | None:
+        return None if self.internal_date is None else datetime.fromtimestamp(self.internal_date / 1000, UTC)
+
+    def wanted_in(self, label: str) -> bool:
+        return self.error is not None or wanted(self.labels, label)
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Meta:
+        date = data.get("internalDate")
         return cls(
             id=str(data["id"]),
             thread_id=str(data.get("threadId", data["id"])),
-            internal_date=int(data.get("internalDate", 0)),
+            internal_date=int(date) if date not in (None, "") else None,
             size=int(data.get("sizeEstimate", 0)),
             labels=frozenset(data.get("labelIds", [])),
         )
 
+    @classmethod
+    def failed(cls, msg_id: str, error: str) -> Meta:
+        return cls(id=msg_id, thread_id=None, internal_date=None, size=0, labels=frozenset(), error=error)
+
 
 def wanted(labels: frozenset[str], label: str) -> bool:
     return label in labels and not (labels & SKIP_LABELS)
+
+
+def about_account(exc: ProviderError) -> bool:
+    """Errors that say nothing about one message: they end the fetch and count against none."""
+    return isinstance(exc, AuthFailed | Throttled | Unreachable)
+
+
+async def settled(call: Awaitable[T]) -> T | ProviderError:
+    """The call's result, or its per-message error as a value (account errors still raise, so
+    gather_all cancels the rest of the batch at once)."""
+    try:
+        return await call
+    except ProviderError as exc:
+        if about_account(exc):
+            raise
+        return exc
 
 
 def header_bytes(data: dict[str, Any]) -> bytes:
@@ -82,9 +125,11 @@ def _history_request(users: Any, *, user_id: str, start: int, label: str, page_t
 class LabelSync:
     """Fetches for one provider; remembers the full-sync plan per label between calls."""
 
-    def __init__(self, api: GmailApi, *, max_bytes: int) -> None:
+    def __init__(self, api: GmailApi, *, max_bytes: int, failures: FetchFailures, address: str) -> None:
         self.api = api
         self.max_bytes = max_bytes
+        self.failures = failures
+        self.address = address
         self._plans: dict[str, tuple[int, list[Meta]]] = {}
 
     async def fetch(self, folder: str, label: str, cursor: str | None, limit: int) -> FetchResult:
@@ -96,7 +141,9 @@ class LabelSync:
             return await self._full(folder, label, position, limit, resync=False)
         try:
             return await self._incremental(folder, label, position.history_id, limit)
-        except NotFound:  # history too old (or never valid): start over, the ledger dedupes
+        except NotFound as exc:  # history too old (or never valid): start over, the ledger dedupes
+            if exc.call != "history.list":
+                raise
             self._plans.pop(label, None)
             return await self._full(folder, label, None, limit, resync=True)
 
@@ -110,7 +157,11 @@ class LabelSync:
             start, after = int(profile["historyId"]), None
         else:
             start, after = position.history_id, position.full_after
+        cached = self._plans.get(label)
+        rebuilt = cached is None or cached[0] != start
         plan = await self._plan(folder, label, start)
+        if rebuilt and after is not None and after[0] >= LATE:
+            after = None  # see the module docstring: restarted among the stand-ins
         todo = [m for m in plan if after is None or m.key > after]
         take = todo[:limit]
         messages = await self._bodies(folder, label, take, lambda i: full(start, take[i].key))
@@ -135,8 +186,8 @@ class LabelSync:
             token = page.get("nextPageToken")
             if not token:
                 break
-        metas = await gather_all(self._meta(folder, i) for i in dict.fromkeys(ids))
-        plan = sorted((m for m in metas if m is not None and wanted(m.labels, label)), key=lambda m: m.key)
+        metas = await self._metas(folder, list(dict.fromkeys(ids)))
+        plan = sorted((m for m in metas if m.wanted_in(label)), key=lambda m: m.key)
         self._plans[label] = (start, plan)
         return plan
 
@@ -144,11 +195,19 @@ class LabelSync:
 
     async def _incremental(self, folder: str, label: str, start: int, limit: int) -> FetchResult:
         added, top = await self._history(folder, label, start, limit)
-        take, rest = added[:limit], added[limit:]
-        boundary = rest[0][0] - 1 if rest else top
+        cut = min(limit, len(added))
+        while 0 < cut < len(added) and added[cut][0] == added[cut - 1][0]:
+            cut += 1  # never inside a record: its messages come together, past the limit if need be
+        take, rest = added[:cut], added[cut:]
+        if rest:
+            boundary = rest[0][0] - 1
+        elif top is not None:
+            boundary = top
+        else:  # history read up to (and past) the last record taken, not to its end
+            boundary = take[-1][0]
         record_of = {msg_id: rec for rec, msg_id in take}
-        metas = await gather_all((self._meta(folder, msg_id) for _, msg_id in take))
-        keep = sorted((m for m in metas if m is not None and wanted(m.labels, label)), key=lambda m: m.key)
+        metas = await self._metas(folder, [msg_id for _, msg_id in take])
+        keep = sorted((m for m in metas if m.wanted_in(label)), key=lambda m: m.key)
         # a message's cursor: everything before the earliest record still to come after it
         cursors: list[int] = []
         floor = boundary
@@ -157,17 +216,18 @@ class LabelSync:
             floor = min(floor, record_of[meta.id] - 1)
         cursors.reverse()
         messages = await self._bodies(folder, label, keep, lambda i: incremental(cursors[i]))
-        return FetchResult(messages, incremental(max(boundary, start)), more=bool(rest))
+        return FetchResult(messages, incremental(max(boundary, start)), more=bool(rest) or top is None)
 
     async def _history(
         self, folder: str, label: str, start: int, limit: int
-    ) -> tuple[list[tuple[int, str]], int]:
-        """(record id, message id) of new messages in history order, at most limit+1; and the
-        mailbox's historyId when the whole history was read (else the start)."""
+    ) -> tuple[list[tuple[int, str]], int | None]:
+        """(record id, message id) of new messages in history order: more than `limit` of them,
+        with every record up to the limit's complete; and the mailbox's historyId when the whole
+        history was read (else None)."""
         added: dict[str, int] = {}
         token: str | None = None
-        top = start
-        while len(added) <= limit:
+        last = start  # the last record read
+        while True:
             page = await self.api.call(
                 "history.list",
                 functools.partial(
@@ -177,18 +237,38 @@ class LabelSync:
             )
             for record in page.get("history", []):
                 rec = int(record["id"])
+                last = max(last, rec)
                 for entry in record.get("messagesAdded", []):
                     added.setdefault(str(entry["message"]["id"]), rec)
                 for entry in record.get("labelsAdded", []):
                     if label in entry.get("labelIds", []):
                         added.setdefault(str(entry["message"]["id"]), rec)
             token = page.get("nextPageToken")
+            found = sorted((rec, msg_id) for msg_id, rec in added.items())
             if not token:
-                top = int(page.get("historyId", start))
-                break
-        return sorted((rec, msg_id) for msg_id, rec in added.items()), top
+                return found, int(page.get("historyId", last))
+            if len(found) > limit and last > found[limit - 1][0]:  # that record is complete
+                return found, None
 
     # ------------------------------------------------------------------ messages
+
+    async def _metas(self, folder: str, ids: list[str]) -> list[Meta]:
+        """Minimal lookups of `ids`, gone ones left out; one that keeps failing becomes the Meta
+        of a stand-in, one that failed fewer times fails the fetch."""
+        got = await gather_all(settled(self._meta(folder, i)) for i in ids)
+        metas: list[Meta] = []
+        again: list[ProviderError] = []
+        for msg_id, meta in zip(ids, got, strict=True):
+            if isinstance(meta, ProviderError):
+                if self.failures.failed(folder, msg_id):
+                    metas.append(Meta.failed(msg_id, str(meta)))
+                else:
+                    again.append(meta)
+            elif meta is not None:
+                metas.append(meta)
+        if again:
+            raise again[0]
+        return metas
 
     async def _meta(self, folder: str, msg_id: str) -> Meta | None:
         try:
@@ -205,10 +285,37 @@ class LabelSync:
     async def _bodies(
         self, folder: str, label: str, metas: list[Meta], cursor_of: Callable[[int], str]
     ) -> list[RawMessage]:
-        got = await gather_all((self._body(folder, label, m, cursor_of(i)) for i, m in enumerate(metas)))
-        return [m for m in got if m is not None]
+        got = await gather_all(
+            settled(self._body(folder, label, m, cursor_of(i))) for i, m in enumerate(metas)
+        )
+        out: list[RawMessage] = []
+        again: list[ProviderError] = []
+        for i, (meta, body) in enumerate(zip(metas, got, strict=True)):
+            if isinstance(body, ProviderError):
+                if self.failures.failed(folder, meta.id):
+                    out.append(self._stand_in(folder, meta, str(body), cursor_of(i)))
+                else:
+                    again.append(body)
+            elif body is not None:
+                out.append(body)
+        if again:
+            raise again[0]
+        return out
+
+    def _stand_in(self, folder: str, meta: Meta, error: str, cursor: str) -> RawMessage:
+        return self.failures.stand_in(
+            mailbox_address=self.address,
+            folder=folder,
+            message_id=meta.id,
+            error=error,
+            cursor=cursor,
+            internal_date=meta.when,
+            thread_hint=meta.thread_id,
+        )
 
     async def _body(self, folder: str, label: str, meta: Meta, cursor: str) -> RawMessage | None:
+        if meta.error is not None:
+            return self._stand_in(folder, meta, meta.error, cursor)
         oversize = meta.size > self.max_bytes
         fmt = "metadata" if oversize else "raw"
         try:
@@ -219,7 +326,9 @@ class LabelSync:
                 provider_id=meta.id,
             )
         except NotFound:
+            self.failures.succeeded(folder, meta.id)
             return None  # deleted since it was listed
+        self.failures.succeeded(folder, meta.id)
         now = Meta.of(data)
         if not wanted(now.labels, label):
             return None  # moved out of the folder, trashed or spam since it was listed
@@ -229,7 +338,7 @@ class LabelSync:
             provider_id=now.id,
             raw=raw,
             size=now.size if oversize else len(raw),
-            internal_date=datetime.fromtimestamp(now.internal_date / 1000, UTC),
+            internal_date=now.when,
             flags=now.labels,
             cursor=cursor,
             headers_only=oversize,

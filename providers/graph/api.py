@@ -7,9 +7,14 @@ run at once per mailbox (Outlook's concurrency limit). Decisions follow `error.c
 
 * 401: the token is invalidated and the request tried once more with a fresh one, then AuthFailed.
 * 429, 503, 504: wait exactly `Retry-After` and try again (bounded), then Throttled.
-* other 5xx and connection errors: exponential backoff (bounded), then ProviderUnavailable.
-* 403 access denied: AuthFailed naming the Mail.ReadWrite application permission.
+* other 5xx and connection errors: exponential backoff (bounded), then ProviderUnavailable
+  (`ServerFailed` when Graph answered with a 5xx other than 503: that may be about the one item).
+* 403 access denied: AccessDenied (an AuthFailed) naming the Mail.ReadWrite application permission.
 * 404 and lost sync state: GraphNotFound / SyncStateLost, for the caller to decide what they mean.
+* an answer httpx cannot decode: ProviderError.
+
+Links Graph returns (nextLink, deltaLink) are followed only when `owns()` them: same scheme, host
+(any case), effective port and path prefix as the configured endpoint; the token goes nowhere else.
 
 `once()` is for requests that must never be repeated once Graph may have acted on them (sendMail):
 only a 401 is tried again, every answer goes back to the caller as it is, and a connection failure
@@ -52,6 +57,20 @@ class GraphNotFound(ProviderError):
 
 class TokenRejected(AuthFailed):
     """401: the access token was refused (expired, revoked); a fresh one may work."""
+
+
+class AccessDenied(AuthFailed):
+    """403 access denied: for the mailbox an auth problem, for one item's download maybe not."""
+
+
+class ServerFailed(ProviderUnavailable):
+    """Graph answered with a 5xx other than 503: possibly about the one item asked for."""
+
+
+class EndpointMismatch(ProviderError):
+    """Graph's links point somewhere the configured api_endpoint does not cover."""
+
+    code = "config_invalid"
 
 
 class SyncStateLost(ProviderError):
@@ -153,8 +172,12 @@ class GraphApi:
         await self._http.aclose()
 
     def owns(self, url: str) -> bool:
-        """True for URLs under our endpoint: the token is never sent anywhere else."""
-        return url.startswith(self.base + "/")
+        """True for URLs under our endpoint: the token is never sent anywhere else. Spelling that
+        names the same place (host case, an explicit default port) does not matter."""
+        mine, theirs = _origin_and_path(self.base + "/"), _origin_and_path(url)
+        if mine is None or theirs is None:
+            return False
+        return theirs[0] == mine[0] and theirs[1].startswith(mine[1])
 
     async def json(
         self,
@@ -284,7 +307,7 @@ class GraphApi:
                 ) as response:
                     try:
                         raw = await _read_bounded(response)
-                    except httpx.TransportError:  # the status line arrived: it is the answer
+                    except httpx.HTTPError:  # the status line arrived: it is the answer
                         raw = b""
                     answer = Answer(response.status_code, raw, response.headers)
                 return answer
@@ -300,6 +323,14 @@ class GraphApi:
                 when = "after the whole request was sent" if body_sent else "before the request was sent"
                 raise RequestCutOff(
                     f"connection to Graph failed {when}: {what}: {type(exc).__name__}: {exc}",
+                    body_sent=body_sent,
+                    **where,
+                ) from None
+            except httpx.HTTPError as exc:
+                if answer is not None:
+                    return answer
+                raise RequestCutOff(
+                    f"Graph's answer could not be read: {what}: {type(exc).__name__}: {exc}",
                     body_sent=body_sent,
                     **where,
                 ) from None
@@ -335,6 +366,32 @@ class GraphApi:
                 raise _Transient(
                     ProviderUnavailable(f"cannot reach Graph: {what}: {type(exc).__name__}: {exc}", **where)
                 ) from None
+            except httpx.HTTPError as exc:  # DecodingError and the like: the answer is unusable
+                raise ProviderError(
+                    f"Graph's answer could not be read: {what}: {type(exc).__name__}: {exc}", **where
+                ) from None
+
+
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _origin_and_path(url: str) -> tuple[tuple[str, str, int], str] | None:
+    """((scheme, lower-cased host, effective port), path) or None for what is not an http(s) URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return (scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]), parts.path or "/"
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port]/path of `url`, without query: what an error may show of a link."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:
@@ -365,7 +422,7 @@ def _translate(
     if status == 410 or lowered & SYNC_STATE_CODES:
         return SyncStateLost(f"delta sync state is gone: {detail}", **context)
     if status == 403 and lowered & ACCESS_DENIED_CODES:
-        return AuthFailed(
+        return AccessDenied(
             f"Graph denied access to the mailbox: {detail}; the app registration needs the "
             "Mail.ReadWrite application permission with admin consent (and an application access "
             "policy that includes this mailbox, if one is used)",
@@ -374,14 +431,16 @@ def _translate(
     if status == 404:
         return GraphNotFound(f"not found: {detail}", **context)
     if status in THROTTLE_STATUSES:
-        final: ProviderError = (
-            Throttled(f"Graph is throttling: {detail}", retry_after_seconds=retry_after, **context)
-            if status == 429 or retry_after is not None
-            else ProviderUnavailable(f"Graph unavailable: {detail}", **context)
-        )
+        final: ProviderError
+        if status == 429 or retry_after is not None:
+            final = Throttled(f"Graph is throttling: {detail}", retry_after_seconds=retry_after, **context)
+        elif status == 503:
+            final = ProviderUnavailable(f"Graph unavailable: {detail}", **context)
+        else:
+            final = ServerFailed(f"Graph failed: {detail}", **context)
         return _Transient(final, retry_after)
     if status >= 500:
-        return _Transient(ProviderUnavailable(f"Graph failed: {detail}", **context), retry_after)
+        return _Transient(ServerFailed(f"Graph failed: {detail}", **context), retry_after)
     return ProviderError(f"Graph refused the request: {detail}", **context)
 
 

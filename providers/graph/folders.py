@@ -3,10 +3,12 @@
 `INBOX`, `Inbox`, `deleteditems`... map to Graph's well-known names case-insensitively. Any other
 name is looked up by display name among the top-level folders; `Parent/Child` walks child folders.
 Results are cached for the provider's life; `forget` drops them when Graph says a folder is gone.
+Concurrent resolutions of one name share a single lookup (a batch of moves asks once, not per message).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +28,7 @@ class FolderResolver:
         self._api = api
         self._user_url = user_url
         self._cache: dict[str, str] = {}
+        self._pending: dict[str, asyncio.Task[str]] = {}
 
     async def resolve(self, name: str) -> str:
         """The id (or well-known name) for a configured folder; FolderMissing when there is none."""
@@ -33,6 +36,20 @@ class FolderResolver:
             return name.lower()
         if name in self._cache:
             return self._cache[name]
+        task = self._pending.get(name)
+        if task is None:
+            task = asyncio.ensure_future(self._lookup(name))
+            self._pending[name] = task
+            task.add_done_callback(lambda done: self._settled(name, done))
+        return await asyncio.shield(task)  # one waiter cancelled does not cancel the others' lookup
+
+    def _settled(self, name: str, task: asyncio.Task[str]) -> None:
+        if self._pending.get(name) is task:
+            del self._pending[name]
+        if not task.cancelled():
+            task.exception()  # retrieved here too, so a lookup nobody awaits any more logs no warning
+
+    async def _lookup(self, name: str) -> str:
         parent: str | None = None
         for part in [p for p in name.split("/") if p]:
             if parent is None and part.lower() in WELL_KNOWN:
@@ -46,6 +63,7 @@ class FolderResolver:
 
     def forget(self, name: str) -> None:
         self._cache.pop(name, None)
+        self._pending.pop(name, None)
 
     async def _child(self, parent: str | None, display_name: str, full: str) -> str:
         where = "mailFolders" if parent is None else f"mailFolders/{quote(parent, safe='')}/childFolders"

@@ -9,13 +9,22 @@ next link. The pipeline commits the cursor of the last delivered message, so a b
 resumes at the first page that still holds an undelivered message, and nothing is skipped for good.
 
 What is not handed over: `@removed` entries (nothing to create), drafts, and messages that are gone
-(404) by the time their MIME is fetched (deleted, or moved: then seen in the folder they went to).
+by the time their MIME is fetched (deleted, or moved: then seen in the folder they went to). Graph
+can answer 404 for an item that exists, so "gone" needs a second 404 for the item itself.
+
+A message whose download keeps failing for its own reasons (a 404 for an item that exists, 403, a
+5xx other than 503, an answer that cannot be read) fails the fetch a few times, then is handed over
+as a stand-in (`providers.fetch_failures`) so the folder moves on; its original gets no post-action.
+The token, throttling and an unreachable Graph still end the cycle without counting anything.
 Messages this provider already marked or moved are skipped without download when a later delta
 round lists them again as updated; they are delivered, since a post-action only runs after that.
 
 Lost sync state (410 Gone, syncStateNotFound, resyncRequired), a cursor written for another user,
-or a stored link for a folder that no longer exists restart the folder from the initial delta
-request with `resync=True`; the ledger keeps that from creating duplicates. A 410's `Location` is
+a stored link outside the configured endpoint (the endpoint setting changed), or a stored link for
+a folder that no longer exists restart the folder from the initial delta request with
+`resync=True`; the ledger keeps that from creating duplicates. A link Graph returns outside the
+configured endpoint (the endpoint spelled another way than Graph spells itself) is never stored or
+followed: EndpointMismatch names both, so no folder restarts forever. A 410's `Location` is
 not followed: the restart is built from the configured endpoint, so the token goes nowhere else.
 """
 
@@ -30,9 +39,26 @@ from typing import Any
 from urllib.parse import quote
 
 from connector.config import MailboxSettings
-from connector.errors import ConfigError, FolderMissing, ProviderError
+from connector.errors import (
+    AuthFailed,
+    ConfigError,
+    FolderMissing,
+    ProviderError,
+    ProviderUnavailable,
+    Throttled,
+)
 from connector.models import FetchResult, PostAction, PostActionKind, RawMessage
-from providers.graph.api import GraphNotFound, RetryPolicy, SyncStateLost, graph_api
+from providers.fetch_failures import FetchFailures
+from providers.graph.api import (
+    AccessDenied,
+    EndpointMismatch,
+    GraphNotFound,
+    RetryPolicy,
+    ServerFailed,
+    SyncStateLost,
+    graph_api,
+    origin,
+)
 from providers.graph.cursor import DeltaCursor
 from providers.graph.folders import FolderResolver
 from providers.graph.mime import Mime, header_block, headers_from_graph, mime_reader
@@ -44,6 +70,27 @@ MAX_PAGE_SIZE = 200
 REMEMBERED_ACTED = 50_000
 
 log = logging.getLogger("providers.graph")
+
+
+class MessageFailed(ProviderError):
+    """Downloading one message failed for a reason about that message, not the mailbox."""
+
+
+def _about_the_message(exc: ProviderError) -> bool:
+    """Errors that may be the one item's doing. Not: the token (401), throttling, an unreachable
+    or unavailable (503) Graph, lost sync state. A 403 or 5xx on one item's download may be."""
+    if isinstance(exc, (Throttled, SyncStateLost, EndpointMismatch)):
+        return False
+    if isinstance(exc, AuthFailed):
+        return isinstance(exc, AccessDenied)
+    if isinstance(exc, ProviderUnavailable):
+        return isinstance(exc, ServerFailed)
+    return True
+
+
+def _conversation(item: dict[str, Any]) -> str | None:
+    value = item.get("conversationId")
+    return value if isinstance(value, str) else None
 
 
 def _received(item: dict[str, Any]) -> datetime | None:
@@ -65,6 +112,7 @@ class GraphInboundProvider:
         *,
         tokens: TokenProvider | None = None,
         policy: RetryPolicy | None = None,
+        failures: FetchFailures | None = None,
     ) -> None:
         if mailbox.graph is None:
             raise ConfigError([f"mailboxes[{mailbox.id}]: provider graph needs a 'graph:' block"])
@@ -74,6 +122,7 @@ class GraphInboundProvider:
         self.user_url = f"{self.api.base}/users/{quote(self.settings.user_id, safe='')}"
         self.folders = FolderResolver(self.api, self.user_url)
         self._acted: dict[tuple[str, str], None] = {}  # (folder, id) whose post-action we applied
+        self.failures = failures or FetchFailures()
 
     def __repr__(self) -> str:
         return f"GraphInboundProvider(mailbox={self.mailbox.id!r}, user={self.settings.user_id!r})"
@@ -105,6 +154,10 @@ class GraphInboundProvider:
         try:
             return await self._walk(folder, await self._initial_link(folder), limit, resync=resync)
         except GraphNotFound as exc:
+            if str(exc.context.get("graph_code", "")).lower() == "errorinvaliduser":
+                raise ProviderError(
+                    f"Graph has no mailbox for user {self.settings.user_id!r}: {exc.message}", **exc.context
+                ) from None
             self.folders.forget(folder)
             raise FolderMissing(f"Graph folder not found: {exc.message}", **exc.context) from None
 
@@ -121,6 +174,14 @@ class GraphInboundProvider:
                 raise ProviderError(
                     "Graph delta page has no nextLink or deltaLink", mailbox=self.mailbox.id, folder=folder
                 )
+            if not self.api.owns(after):
+                raise EndpointMismatch(
+                    f"Graph's delta links point at {origin(after)}, outside the configured "
+                    f"graph.api_endpoint {self.api.base}; set api_endpoint to the address Graph uses "
+                    "(the access token is only sent to the configured endpoint)",
+                    mailbox=self.mailbox.id,
+                    folder=folder,
+                )
             got = await self._download_page(folder, page.get("value") or [])
             here, there = str(DeltaCursor(user, link)), str(DeltaCursor(user, after))
             last = len(got) - 1
@@ -135,6 +196,8 @@ class GraphInboundProvider:
         )
 
     async def _download_page(self, folder: str, items: Sequence[Any]) -> list[RawMessage]:
+        """The page's messages; a message failing for its own reasons fails the fetch until it has
+        failed often enough, then its stand-in is handed over (see `providers.fetch_failures`)."""
         wanted = [
             item
             for item in items
@@ -146,11 +209,63 @@ class GraphInboundProvider:
         ]
         got = await asyncio.gather(*(self._download(folder, item) for item in wanted), return_exceptions=True)
         for result in got:
-            if isinstance(result, BaseException):
-                raise result
-        return [m for m in got if isinstance(m, RawMessage)]
+            if isinstance(result, BaseException) and not isinstance(result, MessageFailed):
+                raise result  # about the account or the service: the cycle ends, nobody is counted
+        first_below: MessageFailed | None = None
+        due: list[tuple[dict[str, Any], MessageFailed]] = []
+        for item, result in zip(wanted, got, strict=True):
+            if isinstance(result, MessageFailed):
+                if self.failures.failed(folder, item["id"]):
+                    due.append((item, result))
+                else:
+                    first_below = first_below or result
+            else:
+                self.failures.succeeded(folder, item["id"])
+        if first_below is not None:
+            raise first_below
+        stand_ins = {item["id"]: self._stand_in(folder, item, exc) for item, exc in due}
+        handed: list[RawMessage] = []
+        for item, result in zip(wanted, got, strict=True):
+            if isinstance(result, RawMessage):
+                handed.append(result)
+            elif item["id"] in stand_ins:
+                handed.append(stand_ins[item["id"]])
+        return handed
+
+    def _stand_in(self, folder: str, item: dict[str, Any], exc: MessageFailed) -> RawMessage:
+        log.warning(
+            "graph message %s (%s/%s) handed over as a stand-in: %s",
+            item["id"],
+            self.mailbox.id,
+            folder,
+            exc.message,
+        )
+        return self.failures.stand_in(
+            mailbox_address=self.mailbox.address,
+            folder=folder,
+            message_id=str(item["id"]),
+            error=exc.message,
+            cursor=None,  # `_walk` gives it the cursor of its place on the page, as any message
+            internal_date=_received(item),
+            thread_hint=_conversation(item),
+        )
 
     async def _download(self, folder: str, item: dict[str, Any]) -> RawMessage | None:
+        """None when the message is gone; MessageFailed when downloading it failed for a reason
+        about this message (anything but the token, throttling or an unreachable/unavailable Graph)."""
+        message_id = str(item["id"])
+        try:
+            return await self._read(folder, item)
+        except MessageFailed:
+            raise
+        except ProviderError as exc:
+            if not _about_the_message(exc):
+                raise
+            raise MessageFailed(
+                f"message {message_id} could not be downloaded: {exc.message}", **exc.context
+            ) from None
+
+    async def _read(self, folder: str, item: dict[str, Any]) -> RawMessage | None:
         message_id = str(item["id"])
         url = f"{self.user_url}/messages/{quote(message_id, safe='')}"
         where = {"folder": folder, "provider_id": message_id}
@@ -163,7 +278,13 @@ class GraphInboundProvider:
                 raw = header_block(mime) or headers_from_graph(
                     await self.api.json("GET", url + "?$select=internetMessageHeaders", **where)
                 )
-        except GraphNotFound:
+        except GraphNotFound as exc:
+            if not await self._is_gone(url, where):
+                raise MessageFailed(
+                    f"message {message_id} could not be downloaded: {exc.message}, "
+                    "yet the message still exists",
+                    **exc.context,
+                ) from None
             log.info(
                 "graph message %s gone before it was fetched (%s/%s)", message_id, self.mailbox.id, folder
             )
@@ -176,14 +297,24 @@ class GraphInboundProvider:
             internal_date=_received(item),
             flags=frozenset({"\\Seen"}) if item.get("isRead") else frozenset(),
             headers_only=mime.truncated,
-            thread_hint=item.get("conversationId") if isinstance(item.get("conversationId"), str) else None,
+            thread_hint=_conversation(item),
         )
+
+    async def _is_gone(self, url: str, where: dict[str, Any]) -> bool:
+        """Graph can answer 404 for an item that exists; only a 404 for the item itself too is "gone"."""
+        try:
+            await self.api.json("GET", url + "?$select=id", **where)
+        except GraphNotFound:
+            return True
+        return False
 
     # ------------------------------------------------------------------ post-actions
 
     async def apply_post_action(self, message: RawMessage, action: PostAction) -> None:
         if action.kind is PostActionKind.NONE:
             return
+        if self.failures.is_stand_in(message.folder, message.provider_id):
+            return  # a stand-in's original stays as it is, for a person to open
         url = f"{self.user_url}/messages/{quote(message.provider_id, safe='')}"
         where = {"folder": message.folder, "provider_id": message.provider_id}
         try:

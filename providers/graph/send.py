@@ -14,10 +14,12 @@ else is. What an answer means for the outbox:
 * 202: every recipient accepted.
 * 400 and other 4xx (bad MIME, too large, bad recipient): SendRejected with Graph's code and text.
 * 401 twice, 403: AuthFailed (403 names the Mail.Send application permission).
-* 408, 429, 503, 507, 509, or no connection before the request went out: SendDeferred (with the
-  Retry-After wait when Graph gave one); nothing was accepted, the outbox tries again later.
-* 500, 502, 504 and other 5xx, or a connection lost after the request went out: SendUncertain.
-  Graph may have sent it; resending could give the customer the reply twice.
+* 408, 429, 503 with Retry-After, 507, 509, or no connection before the request went out:
+  SendDeferred (with the Retry-After wait when Graph gave one); nothing was accepted, the outbox
+  tries again later.
+* 500, 502, 504, a 503 without Retry-After (a gateway may say so after the backend acted) and other
+  5xx, or a connection lost after the request went out: SendUncertain. Graph may have sent it;
+  resending could give the customer the reply twice.
 
 A message whose request would exceed Graph's 4 MB request limit is refused before anything is sent
 (large attachments would need upload sessions, which this sender does not do).
@@ -55,7 +57,8 @@ from providers.oauth import TokenProvider
 from providers.whole_message import mime_for_api, unconfirmed
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # Graph's limit on one request body (the base64 text here)
-DEFERRED_STATUSES = frozenset({408, 429, 503, 507, 509})  # Graph did not take the message: try later
+DEFERRED_STATUSES = frozenset({408, 429, 507, 509})  # Graph did not take the message: try later
+DEFERRED_WITH_RETRY_AFTER = frozenset({503})  # only Graph's own throttling answer says that
 REJECTED_5XX = frozenset({501})  # Graph cannot do this at all: no retry will help
 MAX_ERROR_TEXT = 300
 SEND_PERMISSION_HINT = (
@@ -162,7 +165,7 @@ def _refusal(answer: Answer, recipients: list[str], where: dict[str, Any]) -> Ex
         return AuthFailed(f"Graph refused sendMail: {detail}; {SEND_PERMISSION_HINT}", **context)
     if status == 404:
         return ProviderError(f"Graph has no mailbox for this user: {detail}", **context)
-    if status in DEFERRED_STATUSES:
+    if status in DEFERRED_STATUSES or (status in DEFERRED_WITH_RETRY_AFTER and retry_after is not None):
         wait = f"; Graph asks to retry after {retry_after:g} s" if retry_after is not None else ""
         return SendDeferred(
             f"Graph did not take the reply now: {detail}{wait}", retry_after_seconds=retry_after, **context

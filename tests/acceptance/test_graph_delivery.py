@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from connector import delivery
-from connector.errors import AuthFailed
+from connector.errors import AuthFailed, ProviderError
 from connector.models import PostAction, RawMessage
 from connector.pipeline import MailboxSync
 from connector.sandbox import control_of, create_app
 from connector.store import open_store
 from connector.store.types import Store
+from providers.fetch_failures import FetchFailures
 from providers.graph import GraphInboundProvider
 from providers.graph.api import RetryPolicy
 from tests.peers.graph_emulator import GraphEmulator
@@ -53,7 +56,7 @@ async def rig(graph: GraphEmulator) -> AsyncIterator[Rig]:
     store = await open_store(f"sqlite+aiosqlite:///{workdir}/state.db")
     app = create_app(":memory:")
     iwd = asgi_client(app)
-    provider = GraphInboundProvider(box, policy=FAST)
+    provider = GraphInboundProvider(box, policy=FAST, failures=FetchFailures(min_seconds=0))
     rig = Rig(graph, provider, MailboxSync(box, provider, store, iwd), app, store)
     apply_many = provider.apply_post_actions
 
@@ -128,3 +131,41 @@ async def test_a_refused_token_stops_the_cycle_as_auth_required_and_recovery_los
     rig.graph.tokens = {"graph-token"}
     await rig.sync.run_cycle()
     assert rig.item_count() == 4
+
+
+def item_for(rig: Rig, message_id: str) -> dict[str, Any] | None:
+    items = control_of(rig.app).store
+    found = items.find_by_external_id(delivery.external_id(rig.provider.mailbox.id, "INBOX", message_id))
+    return items.get_item(found) if found else None
+
+
+async def test_one_message_that_never_downloads_does_not_block_the_folder(rig: Rig) -> None:
+    """A 500 on one message's $value every time: two cycles fail (nothing lost, nothing marked),
+    the third delivers the four good messages and a stand-in item for the fifth; the original stays
+    unread in the inbox and later cycles create nothing more."""
+    ids = [rig.graph.add_message(mail(i)) for i in range(5)]
+    rig.graph.fail_next(
+        500, "ErrorInternalServerError", times=10_000, match=f"{quote(ids[3], safe='')}/$value"
+    )
+    for _ in range(2):
+        with pytest.raises(ProviderError, match="could not be downloaded"):
+            await rig.sync.run_cycle()
+        assert rig.item_count() == 0
+    await rig.sync.run_cycle()
+    assert rig.item_count() == 5 and rig.acted_before_item == []
+    assert "Message could not be downloaded from INBOX" in json.dumps(item_for(rig, ids[3]))
+    assert [rig.graph.message(i)["isRead"] for i in ids] == [True, True, True, False, True]  # type: ignore[index]
+    rig.graph.add_message(mail(9))
+    await rig.sync.run_cycle()
+    assert rig.item_count() == 6 and rig.graph.message(ids[3])["isRead"] is False  # type: ignore[index]
+
+
+async def test_a_passing_404_at_value_delays_a_message_but_never_loses_it(rig: Rig) -> None:
+    """Graph 404s an existing message once: that cycle fails, the next delivers all three."""
+    ids = [rig.graph.add_message(mail(i)) for i in range(3)]
+    rig.graph.fail_next(404, "ErrorItemNotFound", match=f"{quote(ids[1], safe='')}/$value")
+    with pytest.raises(ProviderError):
+        await rig.sync.run_cycle()
+    await rig.sync.run_cycle()
+    assert rig.item_count() == 3 and item_for(rig, ids[1]) is not None
+    assert all(rig.graph.message(i)["isRead"] for i in ids)  # type: ignore[index]

@@ -9,7 +9,8 @@ SENT, in the given threadId's thread, and recorded in `sent`. History ids rise w
 Errors carry Google's JSON body (`{"error": {"code", "message", "errors": [{reason}], "status"}}`).
 
 Control surface for tests (Python, not HTTP): `add_message`, `add_label`, `labels_of`, `thread_of`,
-`remove`, `expire_history`, `fail_next` (429 with Retry-After, 500, 401, 403 reasons, a message),
+`remove`, `label_many` (one history record for many messages, as a bulk change), `forget_date`,
+`expire_history`, `fail_next` (429 with Retry-After, 500, 401, 403 reasons, a message),
 `drop_next_send` (read a send, keep it or not, close the connection unanswered: the client cannot
 know the outcome), `sent`, `tokens` (the Bearer tokens accepted), `requests` (method, path) in
 arrival order and `on_request` (a hook that sees each request before it is answered). Nothing here
@@ -64,7 +65,7 @@ class StoredMessage:
     id: str
     thread_id: str
     raw: bytes
-    internal_date: int  # epoch ms
+    internal_date: int | None  # epoch ms; None: Gmail gives no internalDate
     labels: set[str]
     history_id: int
 
@@ -86,6 +87,7 @@ class Fault:
     retry_after: str | None = None
     path_contains: str = ""
     message: str = "Injected fault"
+    query_contains: str = ""
 
 
 @dataclass
@@ -189,6 +191,23 @@ class GmailEmulator(ThreadedPeer):
             self._state.messages.pop(msg_id, None)
             self._bump()
 
+    def label_many(self, ids: list[str], label: str) -> int:
+        """Adds `label` to every message of `ids` in one operation: ONE history record (one id)
+        carrying them all, as Gmail reports a bulk change. Returns the record's id."""
+        with self._lock:
+            hid = self._bump()
+            for msg_id in ids:
+                msg = self._state.messages[msg_id]
+                if label not in msg.labels:
+                    msg.labels.add(label)
+                    self._record("labelAdded", msg, hid, (label,))
+            return hid
+
+    def forget_date(self, msg_id: str) -> None:
+        """The message comes without internalDate from now on."""
+        with self._lock:
+            self._state.messages[msg_id].internal_date = None
+
     def expire_history(self) -> None:
         """Every startHistoryId older than now answers 404 from then on."""
         with self._lock:
@@ -203,6 +222,7 @@ class GmailEmulator(ThreadedPeer):
         retry_after: str | None = None,
         path_contains: str = "",
         message: str = "Injected fault",
+        query_contains: str = "",
     ) -> None:
         for _ in range(count):
             self.faults.append(
@@ -212,6 +232,7 @@ class GmailEmulator(ThreadedPeer):
                     retry_after,
                     path_contains,
                     message,
+                    query_contains,
                 )
             )
 
@@ -269,9 +290,10 @@ class GmailEmulator(ThreadedPeer):
             "labelIds": sorted(msg.labels),
             "snippet": "",
             "historyId": str(msg.history_id),
-            "internalDate": str(msg.internal_date),
             "sizeEstimate": len(msg.raw),
         }
+        if msg.internal_date is not None:
+            out["internalDate"] = str(msg.internal_date)
         if fmt == "raw":
             out["raw"] = base64.urlsafe_b64encode(msg.raw).decode()
         elif fmt in ("metadata", "full"):
@@ -386,7 +408,7 @@ class GmailEmulator(ThreadedPeer):
             for m in self._state.messages.values()
             if wanted <= m.labels and not (hidden & m.labels) and self._matches(m, terms)
         ]
-        found.sort(key=lambda m: (m.internal_date, m.id), reverse=True)  # newest first
+        found.sort(key=lambda m: (m.internal_date or 0, m.id), reverse=True)  # newest first
         start = int(one.get("pageToken", "0") or 0)
         size = min(int(one.get("maxResults", "100")), 500)
         page = found[start : start + size]
@@ -425,13 +447,19 @@ class GmailEmulator(ThreadedPeer):
             and r.kind in types
             and (label is None or label in r.labels_after or label in r.changed)
         ]
+        grouped: list[list[HistoryRecord]] = []  # one record (one id) may carry many messages
+        for r in recs:
+            if grouped and grouped[-1][0].id == r.id:
+                grouped[-1].append(r)
+            else:
+                grouped.append([r])
         offset = int(one.get("pageToken", "0") or 0)
         size = min(int(one.get("maxResults", "100")), 500)
-        page = recs[offset : offset + size]
+        page = grouped[offset : offset + size]
         out: dict[str, Any] = {"historyId": str(self._state.history_id)}
         if page:
-            out["history"] = [_history_json(r) for r in page]
-        if offset + size < len(recs):
+            out["history"] = [_history_json(g) for g in page]
+        if offset + size < len(grouped):
             out["nextPageToken"] = str(offset + size)
         return 200, out
 
@@ -444,7 +472,10 @@ class GmailEmulator(ThreadedPeer):
                 self.on_request(method, url.path, json.loads(body) if body else None)
         with self._lock:
             self.requests.append((method, url.path))
-            fault = next((f for f in self.faults if f.path_contains in url.path), None)
+            fault = next(
+                (f for f in self.faults if f.path_contains in url.path and f.query_contains in url.query),
+                None,
+            )
             if fault is not None:
                 self.faults.remove(fault)
                 status, payload = _error(fault.status, fault.reason, fault.message)
@@ -521,13 +552,16 @@ def _error(status: int, reason: str, message: str, *, location: str | None = Non
     return status, body
 
 
-def _history_json(rec: HistoryRecord) -> dict[str, Any]:
-    message = {"id": rec.message_id, "threadId": rec.thread_id, "labelIds": sorted(rec.labels_after)}
-    out: dict[str, Any] = {"id": str(rec.id), "messages": [{"id": rec.message_id, "threadId": rec.thread_id}]}
-    if rec.kind == "messageAdded":
-        out["messagesAdded"] = [{"message": message}]
-    elif rec.kind == "labelAdded":
-        out["labelsAdded"] = [{"message": message, "labelIds": list(rec.changed)}]
-    else:
-        out["labelsRemoved"] = [{"message": message, "labelIds": list(rec.changed)}]
+def _history_json(group: list[HistoryRecord]) -> dict[str, Any]:
+    """One history record: every change that shares its id."""
+    out: dict[str, Any] = {"id": str(group[0].id), "messages": []}
+    for rec in group:
+        message = {"id": rec.message_id, "threadId": rec.thread_id, "labelIds": sorted(rec.labels_after)}
+        out["messages"].append({"id": rec.message_id, "threadId": rec.thread_id})
+        if rec.kind == "messageAdded":
+            out.setdefault("messagesAdded", []).append({"message": message})
+        elif rec.kind == "labelAdded":
+            out.setdefault("labelsAdded", []).append({"message": message, "labelIds": list(rec.changed)})
+        else:
+            out.setdefault("labelsRemoved", []).append({"message": message, "labelIds": list(rec.changed)})
     return out

@@ -12,7 +12,9 @@ otherwise a message's id changes on every move, as in Exchange.
 Errors use Graph's body `{"error": {"code", "message", "innerError": {"request-id", "date"}}}`.
 Control surface for tests: `add_message`, `add_folder`, `move_by_user`, `delete_by_user`, `message`,
 `fail_next` (status, code, Retry-After, for the next N matching requests), `drop_next` (read the
-request, optionally act on it, then close the connection without answering), `sent` (every message
+request, optionally act on it, then close the connection without answering), `garble_next` (answer
+200 with a body that claims gzip but is not, which the client cannot decode), `link_base` (how
+delta links spell the endpoint; `url` unless set), `sent` (every message
 sendMail accepted: raw MIME, parsed headers, recipients), `expire_sync_state`
 (410 Gone with Location, or 400 syncStateNotFound / resyncRequired), `tokens` (accepted bearer
 tokens, or `accept_token` as a predicate), `max_in_flight` (concurrency the client reached).
@@ -135,6 +137,8 @@ class GraphEmulator(ThreadedPeer):
         self.delay_seconds = 0.0  # per request, so concurrency can be observed
         self.faults: list[Fault] = []
         self.drops: list[Drop] = []
+        self.garbles: list[Drop] = []  # `match` and `times` as for drops; `accept` unused
+        self.link_base: str | None = None
         self.sent: list[SentMail] = []
         self.save_sent = True  # file what sendMail accepted in Sent Items (False: the copy lags)
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path+query, headers)
@@ -221,6 +225,11 @@ class GraphEmulator(ThreadedPeer):
         with self.lock:
             self.drops.append(Drop(match, accept, times))
 
+    def garble_next(self, match: str, *, times: int = 1) -> None:
+        """The next `times` requests matching `match` get a 200 whose gzip body is not gzip."""
+        with self.lock:
+            self.garbles.append(Drop(match, False, times))
+
     def expire_sync_state(self, mode: str = "gone") -> None:
         """Forget every delta and skip token; `mode` is `gone` (410), `syncStateNotFound` or
         `resyncRequired` (400), which is how requests with an old token are then answered."""
@@ -296,7 +305,8 @@ class GraphEmulator(ThreadedPeer):
     # ------------------------------------------------------------------ delta
 
     def _delta(self, fid: str, query: dict[str, str], page_size: int, immutable: bool) -> tuple[int, Any]:
-        base = f"{self.url}/users/{quote(self.user)}/mailFolders/{quote(fid, safe='')}/messages/delta"
+        folder = quote(fid, safe="")
+        base = f"{self.link_base or self.url}/users/{quote(self.user)}/mailFolders/{folder}/messages/delta"
         if "$skiptoken" in query:
             state = self.sessions.get(query["$skiptoken"])
             if state is None:
@@ -453,8 +463,8 @@ class GraphEmulator(ThreadedPeer):
         self.sent.append(SentMail(raw, parsed, recipients, content_type, sent_id))
         return 202, None
 
-    def _drop(self, method: str, path: str) -> Drop | None:
-        for drop in self.drops:
+    def _drop(self, method: str, path: str, drops: list[Drop] | None = None) -> Drop | None:
+        for drop in self.drops if drops is None else drops:
             if drop.times > 0 and drop.match in f"{method} {path}":
                 drop.times -= 1
                 return drop
@@ -503,6 +513,8 @@ class GraphEmulator(ThreadedPeer):
                     with emu.lock:
                         result: Any = emu._gate(self.command, parts.path, headers)
                         drop = emu._drop(self.command, parts.path) if result is None else None
+                        garble = emu._drop(self.command, parts.path, emu.garbles) if result is None else None
+                        garbled = garble is not None
                         if result is None and (drop is None or drop.accept):
                             result = emu.route(self.command, parts.path, query, headers, body)
                 finally:
@@ -514,7 +526,19 @@ class GraphEmulator(ThreadedPeer):
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 with contextlib.suppress(ConnectionError):  # the client gave up waiting (a timeout test)
-                    self._reply(*result)
+                    if garbled:
+                        self._reply_garbled()
+                    else:
+                        self._reply(*result)
+
+            def _reply_garbled(self) -> None:
+                data = b"this is not gzip"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _reply(self, status: int, payload: Any) -> None:
                 extra: dict[str, str] = {}

@@ -14,6 +14,7 @@ from connector.config import MailboxSettings
 from connector.errors import (
     AuthFailed,
     ConfigError,
+    ConnectorError,
     FolderMissing,
     ProviderError,
     ProviderUnavailable,
@@ -22,9 +23,10 @@ from connector.errors import (
 from connector.models import PostAction, RawMessage
 from providers import registry
 from providers.base import BatchPostActions, Checkable, InboundProvider
+from providers.fetch_failures import STAND_IN_DOMAIN
 from providers.gmail import GmailInboundProvider
 from providers.gmail import sync as gmail_sync
-from providers.gmail.api import RetryPolicy
+from providers.gmail.api import NotFound, RetryPolicy
 from tests.mailfactory import make_message
 from tests.peers.gmail_emulator import GmailEmulator
 
@@ -331,9 +333,11 @@ async def test_unreachable_endpoint_is_provider_unavailable() -> None:
             "gmail": {"oauth": {"kind": "static", "token": "t"}, "api_endpoint": f"http://127.0.0.1:{port}/"},
         }
     )
+    provider = GmailInboundProvider(box, retry=FAST)
     with pytest.raises(ProviderUnavailable, match="connection failed") as info:
-        await GmailInboundProvider(box, retry=FAST).fetch("INBOX", None, 10)
+        await provider.fetch("INBOX", None, 10)
     assert info.value.context["mailbox"] == "gmail-down"
+    assert provider.api._opened == []  # every failed connection was closed and forgotten
 
 
 async def test_check_reports_the_account_and_every_label(emu: GmailEmulator) -> None:
@@ -354,3 +358,138 @@ def test_plaintext_endpoint_off_loopback_is_refused(emu: GmailEmulator) -> None:
     )
     with pytest.raises(ConfigError, match=r"gmail\.api_endpoint"):
         GmailInboundProvider(remote)
+
+
+# ---------------------------------------------------------------------- review findings
+
+
+async def test_one_history_record_larger_than_the_limit_comes_whole_and_the_cursor_moves_on(
+    emu: GmailEmulator,
+) -> None:
+    """A bulk label change is one history record: the batch takes all of it (past the limit)
+    rather than cutting inside it, which left the cursor where it was, forever."""
+    provider = provider_for(emu)
+    _, cursor, _ = await drain(provider, None)
+    archived = [emu.add_message(make_message(n), labels=("STARRED",)) for n in range(8)]
+    record = emu.label_many(archived, "INBOX")
+    later = emu.add_message(make_message(9))
+    first = await provider.fetch("INBOX", cursor, 5)
+    assert sorted(m.provider_id for m in first.messages) == sorted(archived)
+    assert first.cursor is not None and first.more
+    assert record <= int(first.cursor[2:]) < emu.history_id  # past the record, short of the next
+    second = await provider.fetch("INBOX", first.cursor, 5)
+    assert [m.provider_id for m in second.messages] == [later] and not second.more
+    assert second.cursor == f"h:{emu.history_id}"
+    await provider.close()
+
+
+async def test_a_message_that_keeps_failing_becomes_a_stand_in_and_the_folder_moves_on(
+    emu: GmailEmulator,
+) -> None:
+    """Its lookup fails every cycle (500): two cycles fail as before, the third hands over the
+    good mail and a stand-in naming the message; the post-action leaves the original alone."""
+    good1 = emu.add_message(make_message(1))
+    bad = emu.add_message(make_message(2))
+    good2 = emu.add_message(make_message(3))
+    emu.fail_next(500, count=10_000, path_contains=f"messages/{bad}")
+    provider = provider_for(emu)
+    provider.failures.min_seconds = 0  # at once here; the wait is tested in test_fetch_failures
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable) as info:
+            await provider.fetch("INBOX", None, 200)
+        assert info.value.context["provider_id"] == bad
+    result = await provider.fetch("INBOX", None, 200)
+    assert [m.provider_id for m in result.messages] == [good1, good2, bad]  # unknown date: last
+    note = message_from_bytes(result.messages[2].raw)
+    assert note["Message-ID"].endswith(f"@{STAND_IN_DOMAIN}>") and bad in note.get_payload()
+    assert result.cursor is not None and result.cursor.startswith("h:") and not result.more
+    emu.faults.clear()
+    await provider.apply_post_actions(result.messages, PostAction.parse("mark_read"))
+    await provider.apply_post_actions(result.messages[2:], PostAction.parse("delete"))
+    assert emu.labels_of(bad) == {"INBOX", "UNREAD"}
+    assert emu.labels_of(good1) == emu.labels_of(good2) == {"INBOX"}
+    await provider.close()
+
+
+async def test_a_download_that_keeps_failing_in_history_is_a_stand_in_with_its_date_and_cursor(
+    emu: GmailEmulator,
+) -> None:
+    """Only the raw download fails (400 for that id): the stand-in keeps the message's date,
+    thread and place in the history, and the next fetch starts after it."""
+    provider = provider_for(emu)
+    provider.failures.min_seconds = 0  # at once here; the wait is tested in test_fetch_failures
+    _, cursor, _ = await drain(provider, None)
+    bad = emu.add_message(make_message(1), internal_date_ms=5_000_000, thread_id="thread-x")
+    good = emu.add_message(make_message(2), internal_date_ms=6_000_000)
+    emu.fail_next(400, count=10_000, path_contains=f"messages/{bad}", query_contains="format=raw")
+    for _ in range(2):
+        with pytest.raises(ProviderError, match="400 badRequest"):
+            await provider.fetch("INBOX", cursor, 10)
+    result = await provider.fetch("INBOX", cursor, 10)
+    stand_in, delivered = result.messages
+    assert stand_in.provider_id == bad and b"could not be downloaded" in stand_in.raw
+    assert stand_in.internal_date is not None and stand_in.internal_date.timestamp() == 5000
+    assert stand_in.thread_hint == "thread-x" and delivered.provider_id == good
+    assert stand_in.cursor is not None and stand_in.cursor != cursor
+    again = await provider.fetch("INBOX", result.cursor, 10)
+    assert again.messages == []
+    await provider.close()
+
+
+async def test_a_successful_download_resets_the_failure_count(emu: GmailEmulator) -> None:
+    msg = emu.add_message(make_message(1))
+    provider = provider_for(emu)
+    for _ in range(3):  # three failures in all, never three in a row: never a stand-in
+        emu.fail_next(400, path_contains=f"messages/{msg}", query_contains="format=raw")
+        with pytest.raises(ProviderError):
+            await provider.fetch("INBOX", None, 10)
+        result = await provider.fetch("INBOX", None, 10)
+        assert result.messages[0].raw == make_message(1)
+
+
+async def test_throttling_on_one_message_never_turns_it_into_a_stand_in(emu: GmailEmulator) -> None:
+    msg = emu.add_message(make_message(1))
+    emu.fail_next(429, count=10_000, path_contains=f"messages/{msg}")
+    provider = provider_for(emu)
+    for _ in range(5):
+        with pytest.raises(Throttled):
+            await provider.fetch("INBOX", None, 10)
+    emu.faults.clear()
+    result = await provider.fetch("INBOX", None, 10)
+    assert result.messages[0].raw == make_message(1)
+
+
+async def test_wrong_user_id_is_a_provider_error_naming_the_user_id(emu: GmailEmulator) -> None:
+    provider = provider_for(emu, gmail={**gmail_mailbox(emu).model_dump()["gmail"], "user_id": "other@x.com"})
+    with pytest.raises(NotFound, match=r"other@x\.com") as info:
+        await provider.fetch("INBOX", None, 10)
+    assert isinstance(info.value, ProviderError) and isinstance(info.value, ConnectorError)
+    assert "labels.list: 404" in str(info.value) and info.value.context["mailbox"] == "gmail-1"
+    with pytest.raises(ProviderError, match=r"users\.getProfile: 404.*gmail\.user_id 'other@x.com'"):
+        await provider.check()
+
+
+async def test_daily_limit_is_throttled_at_once_and_missing_scope_is_auth_failed(emu: GmailEmulator) -> None:
+    emu.fail_next(403, reason="dailyLimitExceeded")
+    with pytest.raises(Throttled, match="dailyLimitExceeded"):
+        await provider_for(emu).fetch("INBOX", None, 10)
+    assert emu.count() == 1
+    emu.fail_next(403, reason="insufficientPermissions")
+    with pytest.raises(AuthFailed, match=r"auth/gmail\.modify"):
+        await provider_for(emu).fetch("INBOX", None, 10)
+
+
+async def test_missing_internal_date_is_none_not_1970(emu: GmailEmulator) -> None:
+    msg = emu.add_message(make_message(1))
+    emu.forget_date(msg)
+    [raw] = (await provider_for(emu).fetch("INBOX", None, 10)).messages
+    assert raw.provider_id == msg and raw.internal_date is None
+
+
+async def test_batch_refused_for_one_id_falls_back_to_one_by_one(emu: GmailEmulator) -> None:
+    ids = [emu.add_message(make_message(n)) for n in range(3)]
+    emu.fail_next(400, reason="invalidArgument", path_contains="batchModify")
+    provider = provider_for(emu)
+    stubs = [RawMessage("INBOX", i, b"", 0) for i in ids]
+    await provider.apply_post_actions(stubs, PostAction.parse("mark_read"))
+    assert all(emu.labels_of(i) == {"INBOX"} for i in ids) and emu.count("POST", "/modify") == 3

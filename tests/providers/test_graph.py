@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +23,7 @@ from connector.errors import (
     Throttled,
 )
 from connector.models import FetchResult, PostAction, RawMessage
+from providers.fetch_failures import FetchFailures
 from providers.graph import GraphInboundProvider
 from providers.graph.api import RetryPolicy
 from providers.registry import build_inbound
@@ -35,6 +40,12 @@ def mail(i: int, *, body: str = "") -> bytes:
         f"Message-ID: <q{i}@example.test>\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
         f"Content-Type: text/plain; charset=utf-8\r\n\r\nHello {i}.\r\n{body}"
     ).encode()
+
+
+def body_text(message: RawMessage) -> str:
+    parsed = email.message_from_bytes(message.raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return str(parsed.get_content())
 
 
 def graph_mailbox(graph: GraphEmulator, **extra: Any) -> MailboxSettings:
@@ -57,9 +68,14 @@ def graph() -> Iterator[GraphEmulator]:
         yield emulator
 
 
+def no_wait() -> FetchFailures:
+    """Stand-ins after three failed fetches, however quickly they came."""
+    return FetchFailures(min_seconds=0)
+
+
 @pytest.fixture
 async def provider(graph: GraphEmulator) -> AsyncIterator[GraphInboundProvider]:
-    p = GraphInboundProvider(graph_mailbox(graph), policy=FAST)
+    p = GraphInboundProvider(graph_mailbox(graph), policy=FAST, failures=no_wait())
     yield p
     await p.close()
 
@@ -213,14 +229,129 @@ async def test_a_404_on_move_for_a_message_that_still_exists_is_not_hidden(
     assert graph.message(mid)["folder"] == "inbox"  # type: ignore[index]
 
 
-async def test_message_gone_before_download_is_skipped_and_the_rest_arrive(
+async def test_message_gone_before_download_is_skipped_once_graph_confirms_it_is_gone(
     graph: GraphEmulator, provider: GraphInboundProvider
 ) -> None:
-    """A 404 ErrorItemNotFound on $value leaves that message out; the others are handed over."""
+    """404 on $value and 404 again for the item itself: that message is left out, the others arrive."""
     ids = [graph.add_message(mail(i)) for i in range(3)]
-    graph.fail_next(404, "ErrorItemNotFound", match=f"{quote(ids[1], safe='')}/$value")
+    graph.fail_next(404, "ErrorItemNotFound", times=2, match=f"/messages/{quote(ids[1], safe='')}")
     got, _ = await drain(provider)
     assert [m.provider_id for m in got] == [ids[0], ids[2]]
+    assert graph.count("GET", f"{quote(ids[1], safe='')}?$select=id") == 1
+
+
+async def test_a_404_at_value_for_a_message_that_still_exists_is_retried_not_skipped(
+    graph: GraphEmulator, provider: GraphInboundProvider
+) -> None:
+    """Graph 404s an existing item once: the fetch fails (not as a missing folder) and the next
+    fetch hands over all three messages; nothing is skipped."""
+    ids = [graph.add_message(mail(i)) for i in range(3)]
+    graph.fail_next(404, "ErrorItemNotFound", match=f"{quote(ids[1], safe='')}/$value")
+    with pytest.raises(ProviderError, match="still exists") as caught:
+        await provider.fetch("INBOX", None, 200)
+    assert not isinstance(caught.value, (FolderMissing, AuthFailed))
+    assert caught.value.context["provider_id"] == ids[1]
+    got, _ = await drain(provider)
+    assert [m.provider_id for m in got] == ids
+
+
+async def test_a_message_that_keeps_failing_is_handed_over_as_a_stand_in_and_left_untouched(
+    graph: GraphEmulator,
+) -> None:
+    """A 500 on one message's $value, every time: fetches fail until it has failed three times over
+    at least `min_seconds`; then the four good messages come with a stand-in in its place (its
+    date, conversation and cursor); the post-action marks the four read, the original stays unread."""
+    now = [0.0]
+    failures = FetchFailures(attempts=3, min_seconds=60, clock=lambda: now[0])
+    provider = GraphInboundProvider(graph_mailbox(graph), policy=FAST, failures=failures)
+    ids = [graph.add_message(mail(i)) for i in range(5)]
+    match = f"{quote(ids[3], safe='')}/$value"
+    graph.fail_next(500, "ErrorInternalServerError", times=10_000, match=match)
+    try:
+        for _ in range(3):  # three failures, but all within a moment: no stand-in yet
+            with pytest.raises(ProviderError, match=f"message {ids[3]} could not be downloaded"):
+                await provider.fetch("INBOX", None, 200)
+        now[0] = 61.0
+        await stand_in_then_post_actions(graph, provider, ids)
+    finally:
+        await provider.close()
+
+
+async def stand_in_then_post_actions(
+    graph: GraphEmulator, provider: GraphInboundProvider, ids: list[str]
+) -> None:
+    """The fetch that hands ids[3] over as a stand-in, and a post-action that leaves it alone."""
+    result = await provider.fetch("INBOX", None, 200)
+    assert [m.provider_id for m in result.messages] == ids
+    stand_in = result.messages[3]
+    note = body_text(stand_in)
+    assert "could not be downloaded" in note and ids[3] in note and "500 ErrorInternalServerError" in note
+    assert stand_in.internal_date == datetime(2024, 1, 1, 0, 0, 3, tzinfo=UTC)
+    assert stand_in.thread_hint and stand_in.thread_hint.startswith("AAMkCONV")
+    assert stand_in.cursor == result.messages[2].cursor
+    assert result.messages[4].raw == mail(4)
+    await provider.apply_post_actions(result.messages, PostAction.parse("mark_read"))
+    assert [graph.message(i)["isRead"] for i in ids] == [True, True, True, False, True]  # type: ignore[index]
+    assert graph.count("PATCH", quote(ids[3], safe="")) == 0
+
+
+async def test_access_denied_on_one_download_is_not_auth_required_and_ends_as_a_stand_in(
+    graph: GraphEmulator, provider: GraphInboundProvider
+) -> None:
+    """403 ErrorAccessDenied for one item's $value is about that item: a plain ProviderError, never
+    AuthFailed, and after three fetches the folder moves on."""
+    ids = [graph.add_message(mail(i)) for i in range(2)]
+    graph.fail_next(403, "ErrorAccessDenied", times=10_000, match=f"{quote(ids[0], safe='')}/$value")
+    for _ in range(2):
+        with pytest.raises(ProviderError) as caught:
+            await provider.fetch("INBOX", None, 200)
+        assert not isinstance(caught.value, AuthFailed) and caught.value.code == "provider_error"
+    result = await provider.fetch("INBOX", None, 200)
+    assert [m.provider_id for m in result.messages] == ids
+    assert "403 ErrorAccessDenied" in body_text(result.messages[0]) and result.messages[1].raw == mail(1)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retry_after", "kind"),
+    [
+        (401, "InvalidAuthenticationToken", None, AuthFailed),
+        (429, "ApplicationThrottled", "0", Throttled),
+        (503, "serviceNotAvailable", None, ProviderUnavailable),
+    ],
+)
+async def test_token_throttling_and_unavailability_on_downloads_never_become_stand_ins(
+    graph: GraphEmulator,
+    provider: GraphInboundProvider,
+    status: int,
+    code: str,
+    retry_after: str | None,
+    kind: type[ProviderError],
+) -> None:
+    """Errors about the account or the service end every fetch as they are; nothing is counted,
+    so no stand-in ever replaces the message."""
+    ids = [graph.add_message(mail(i)) for i in range(2)]
+    graph.fail_next(
+        status, code, times=10_000, retry_after=retry_after, match=f"{quote(ids[0], safe='')}/$value"
+    )
+    for _ in range(4):
+        with pytest.raises(kind):
+            await provider.fetch("INBOX", None, 200)
+    assert not provider.failures.is_stand_in("INBOX", ids[0])
+
+
+async def test_an_answer_that_cannot_be_decoded_is_a_provider_error(
+    graph: GraphEmulator, provider: GraphInboundProvider
+) -> None:
+    """A body claiming gzip that is not: ProviderError naming the request, not a raw httpx error;
+    on one message's $value it counts against that message, and the retry then succeeds."""
+    ids = [graph.add_message(mail(i)) for i in range(2)]
+    graph.garble_next("/messages/delta")
+    with pytest.raises(ProviderError, match="could not be read"):
+        await provider.fetch("INBOX", None, 200)
+    graph.garble_next(f"{quote(ids[1], safe='')}/$value")
+    with pytest.raises(ProviderError, match=f"message {ids[1]} could not be downloaded"):
+        await provider.fetch("INBOX", None, 200)
+    assert [m.provider_id for m in (await drain(provider))[0]] == ids
 
 
 async def test_oversize_message_comes_headers_only_with_its_real_size(graph: GraphEmulator) -> None:
@@ -379,3 +510,79 @@ async def test_plain_http_is_refused_off_loopback_and_the_registry_builds_graph(
     built = build_inbound(graph_mailbox(graph))
     assert isinstance(built, GraphInboundProvider)
     await built.close()
+
+
+def test_links_spelled_another_way_for_the_same_endpoint_are_owned(graph: GraphEmulator) -> None:
+    """Scheme and host case and an explicit default port do not matter; another host, port, scheme
+    or path does."""
+    p = GraphInboundProvider(graph_mailbox(graph, api_endpoint="HTTPS://Graph.Microsoft.com/v1.0"))
+    owns = p.api.owns
+    assert owns("https://graph.microsoft.com/v1.0/users/x/messages/delta?$skiptoken=a")
+    assert owns("https://GRAPH.microsoft.com:443/v1.0/users/x")
+    assert not owns("https://graph.microsoft.com:8443/v1.0/users/x")
+    assert not owns("http://graph.microsoft.com/v1.0/users/x")
+    assert not owns("https://graph.microsoft.com/beta/users/x")
+    assert not owns("https://graph.microsoft.com.evil.example/v1.0/users/x")
+    assert not owns("https://graph.microsoft.com/v1.0evil/users/x")
+
+
+async def test_an_endpoint_spelled_in_capitals_follows_graphs_links_to_the_end(graph: GraphEmulator) -> None:
+    """api_endpoint `HTTP://…` while Graph's links say `http://…`: all 25 messages arrive, no resync."""
+    ids = [graph.add_message(mail(i)) for i in range(25)]
+    p = GraphInboundProvider(
+        graph_mailbox(graph, api_endpoint=graph.url.replace("http", "HTTP")), policy=FAST
+    )
+    got: list[RawMessage] = []
+    cursor: str | None = None
+    try:
+        for _ in range(5):  # three batches of 10 would do; a page-one loop must not hang the test
+            result = await p.fetch("INBOX", cursor, 10)
+            assert not result.resync
+            got, cursor = got + result.messages, result.cursor
+            if not result.more:
+                break
+    finally:
+        await p.close()
+    assert [m.provider_id for m in got] == ids and not result.more
+
+
+async def test_links_outside_the_configured_endpoint_are_a_clear_error_not_a_resync_loop(
+    graph: GraphEmulator,
+) -> None:
+    """Configured `localhost`, Graph's links say `127.0.0.1`: every fetch raises an error naming both,
+    nothing is handed over, and the foreign link is never requested."""
+    for i in range(25):
+        graph.add_message(mail(i))
+    endpoint = graph.url.replace("127.0.0.1", "localhost")
+    p = GraphInboundProvider(graph_mailbox(graph, api_endpoint=endpoint), policy=FAST)
+    try:
+        for _ in range(2):
+            with pytest.raises(ProviderError) as caught:
+                await p.fetch("INBOX", None, 10)
+            assert caught.value.code == "config_invalid"
+            assert endpoint in caught.value.message and graph.url in caught.value.message
+    finally:
+        await p.close()
+    assert graph.count("GET", "$skiptoken") == 0
+
+
+async def test_an_unknown_user_on_delta_is_reported_as_such_not_as_a_missing_folder(
+    graph: GraphEmulator, provider: GraphInboundProvider
+) -> None:
+    """404 ErrorInvalidUser from the delta request names the user instead of "folder not found"."""
+    graph.user = "someone-else@example.test"
+    with pytest.raises(ProviderError, match="no mailbox for user") as caught:
+        await provider.fetch("INBOX", None, 10)
+    assert not isinstance(caught.value, FolderMissing)
+
+
+async def test_a_batch_of_moves_looks_the_target_folder_up_once(
+    graph: GraphEmulator, provider: GraphInboundProvider
+) -> None:
+    """20 messages moved to `Processed` at once: one folder query, 20 moves."""
+    graph.add_folder("Processed")
+    ids = [graph.add_message(mail(i)) for i in range(20)]
+    got, _ = await drain(provider)
+    await provider.apply_post_actions(got, PostAction.parse("move:Processed"))
+    assert all(graph.message(i)["folder"] == "Processed" for i in ids)  # type: ignore[index]
+    assert graph.count("GET", "/mailFolders?$filter") == 1 and graph.count("POST", "/move") == 20
