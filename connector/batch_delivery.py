@@ -306,9 +306,14 @@ class BatchDelivery:
         if not targets:
             return
         externals = [ext for _, ext in targets]
-        if self.action.kind is PostActionKind.NONE:
+        kept = [ext for m, ext in targets if m.stand_in]  # the original stays untouched
+        if self.action.kind is PostActionKind.NONE or len(kept) == len(targets):
             await self.store.ledger_mark_acted_many(externals)
             return
+        if kept:
+            await self.store.ledger_mark_acted_many(kept)
+            targets = [(m, ext) for m, ext in targets if not m.stand_in]
+            externals = [ext for _, ext in targets]
         done: list[str] = []
         if isinstance(self.provider, BatchPostActions):
             try:

@@ -25,6 +25,16 @@ class RawMessage:
     cursor: str | None = None
     headers_only: bool = False  # oversize: only the header block was fetched
     thread_hint: str | None = None  # provider thread id (Gmail threadId, Graph conversationId)
+    stand_in: bool = False  # a note standing in for a message the provider could not download
+
+
+# A stand-in's Message-ID is in this domain, so the ledger still knows it after a restart: the
+# original it stands for stays on the server untouched (no post-action), whatever the mailbox says.
+STAND_IN_DOMAIN = "iwd-email-connector.invalid"
+
+
+def is_stand_in_message_id(message_id: str | None) -> bool:
+    return message_id is not None and message_id.rstrip(">").endswith(f"@{STAND_IN_DOMAIN}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from connector.cycle import CycleReport, OnDelivered, SyncEvents, cycle_summary,
 from connector.errors import MessageError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient
-from connector.models import EmailItem, RawMessage
+from connector.models import EmailItem, RawMessage, is_stand_in_message_id
 from connector.store.types import LedgerState, QuarantineEntry, Store
 from providers.base import InboundProvider
 
@@ -189,7 +189,16 @@ class MailboxSync:
         entries = await self.store.ledger_pending_actions(self.mailbox.id)
         if entries and not self.stop.is_set():
             stubs = [
-                (RawMessage(folder=e.folder, provider_id=e.provider_id, raw=b"", size=0), e.external_id)
+                (
+                    RawMessage(
+                        folder=e.folder,
+                        provider_id=e.provider_id,
+                        raw=b"",
+                        size=0,
+                        stand_in=is_stand_in_message_id(e.message_id),
+                    ),
+                    e.external_id,
+                )
                 for e in entries
             ]
             await self.delivery.post_actions(stubs, report)

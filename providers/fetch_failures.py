@@ -7,8 +7,9 @@ authentication and throttling still end the cycle as before). Until the message 
 error or a short incident on the provider's side costs retries, never an item. After that the
 provider hands over a stand-in: a small RFC 5322 message telling a person which message could not
 be downloaded, from where, and why. It becomes an item like any other and the folder moves on. The
-original stays on the server untouched: a provider applies no post-action to a stand-in
-(`is_stand_in`).
+original stays on the server untouched: a stand-in is a RawMessage with `stand_in=True`, which the
+pipeline never applies a post-action to, and its Message-ID (in connector.models.STAND_IN_DOMAIN)
+tells the ledger so after a restart too.
 
 The counts live in memory: after a restart a message gets its full number of attempts again.
 """
@@ -23,11 +24,10 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from connector.models import RawMessage
+from connector.models import STAND_IN_DOMAIN, RawMessage
 
 DEFAULT_ATTEMPTS = 3
 DEFAULT_MIN_SECONDS = 900.0  # a quarter of an hour of failing before a person gets a stand-in
-STAND_IN_DOMAIN = "iwd-email-connector.invalid"
 
 
 @dataclass
@@ -75,6 +75,7 @@ class FetchFailures:
             internal_date=internal_date,
             cursor=cursor,
             thread_hint=thread_hint,
+            stand_in=True,
         )
 
     def is_stand_in(self, folder: str, message_id: str) -> bool:

@@ -99,7 +99,7 @@ class GmailInboundProvider:
         await self.apply_post_actions([message], action)
 
     async def apply_post_actions(self, messages: Sequence[RawMessage], action: PostAction) -> None:
-        messages = [m for m in messages if not self.failures.is_stand_in(m.folder, m.provider_id)]
+        messages = [m for m in messages if not m.stand_in]
         if action.kind is PostActionKind.NONE or not messages:
             return
         if action.kind is PostActionKind.DELETE:

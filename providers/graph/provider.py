@@ -313,7 +313,7 @@ class GraphInboundProvider:
     async def apply_post_action(self, message: RawMessage, action: PostAction) -> None:
         if action.kind is PostActionKind.NONE:
             return
-        if self.failures.is_stand_in(message.folder, message.provider_id):
+        if message.stand_in:
             return  # a stand-in's original stays as it is, for a person to open
         url = f"{self.user_url}/messages/{quote(message.provider_id, safe='')}"
         where = {"folder": message.folder, "provider_id": message.provider_id}

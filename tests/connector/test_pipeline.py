@@ -20,6 +20,7 @@ from connector.sandbox import SandboxIWD
 from connector.store import open_store
 from connector.store.types import LedgerState, Store
 from providers.fake import FakeInboundProvider
+from providers.fetch_failures import stand_in_bytes
 from providers.maildir import MaildirInboundProvider, deliver_to_maildir
 from tests.conftest import maildir_mailbox
 from tests.connector.test_store import seed_pre_r0003_quarantine
@@ -456,3 +457,58 @@ async def test_a_quarantine_row_from_before_r0003_is_retried_as_a_whole_message(
     assert item["subject"] == "Kept before the upgrade"
     assert (item["size"], item["flags"]["oversize"]) == (len(raw), False)
     assert datetime.fromisoformat(item["receivedAt"]) == RETRIED
+
+
+class WithStandIn(FakeInboundProvider):
+    """Hands message "0" over as a stand-in (as Gmail/Graph do for a message they cannot download);
+    `refuse_actions` makes every post-action fail, so entries stay delivered-but-not-acted."""
+
+    def __init__(
+        self, messages: dict[str, list[bytes]], *, refuse_actions: bool = False, flag: bool = True
+    ) -> None:
+        super().__init__(messages)
+        self.refuse_actions = refuse_actions
+        self.flag = flag  # False: as if the daemon died before the post-actions ran
+
+    async def fetch(self, folder: str, cursor: str | None, limit: int) -> Any:
+        result = await super().fetch(folder, cursor, limit)
+        note = stand_in_bytes("mb-1@example.com", folder, "0", "500 for this message", 3, None)
+        result.messages[:] = [
+            replace(m, raw=note, size=len(note), stand_in=self.flag) if m.provider_id == "0" else m
+            for m in result.messages
+        ]
+        return result
+
+    async def apply_post_action(self, message: RawMessage, action: PostAction) -> None:
+        if self.refuse_actions:
+            raise ProviderUnavailable("post-actions are down")
+        await super().apply_post_action(message, action)
+
+
+async def test_a_stand_in_gets_no_post_action_in_the_cycle_or_after_a_restart(
+    tmp_path: Path, store: Store, iwd: IWDClient
+) -> None:
+    """The original a stand-in speaks for stays on the server untouched: no post-action in the
+    cycle that delivers it, nor after a restart (known then only from its Message-ID in the ledger);
+    its ledger entry is still settled, and the real message beside it is acted on both times."""
+    mail = {"INBOX": [make_message(1), make_message(2)]}
+    first = WithStandIn(mail)
+    assert (await synced(tmp_path, first, store, iwd).run_cycle()).delivered == 2
+    assert first.actions == [("INBOX", "1", "mark_read")]
+    assert await store.ledger_pending_actions("mb-1") == []
+    subjects = sorted(i["subject"] for i in await items_in(iwd, "mb-1"))
+    assert subjects == ["Message could not be downloaded from INBOX", "Question number 2"]
+
+    other = tmp_path / "other"
+    second_store = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'second.db'}")
+    try:
+        down = WithStandIn(mail, refuse_actions=True, flag=False)
+        sync = MailboxSync(maildir_mailbox(other, "mb-1"), down, second_store, iwd)
+        await sync.run_cycle()
+        assert len(await second_store.ledger_pending_actions("mb-1")) == 2  # both wait
+        restarted = FakeInboundProvider(mail)  # knows nothing of stand-ins, as after a restart
+        await MailboxSync(maildir_mailbox(other, "mb-1"), restarted, second_store, iwd).run_cycle()
+        assert restarted.actions == [("INBOX", "1", "mark_read")]
+        assert await second_store.ledger_pending_actions("mb-1") == []
+    finally:
+        await second_store.close()

@@ -20,10 +20,9 @@ from connector.errors import (
     ProviderUnavailable,
     Throttled,
 )
-from connector.models import PostAction, RawMessage
+from connector.models import STAND_IN_DOMAIN, PostAction, RawMessage
 from providers import registry
 from providers.base import BatchPostActions, Checkable, InboundProvider
-from providers.fetch_failures import STAND_IN_DOMAIN
 from providers.gmail import GmailInboundProvider
 from providers.gmail import sync as gmail_sync
 from providers.gmail.api import NotFound, RetryPolicy
