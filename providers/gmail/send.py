@@ -12,10 +12,11 @@ Why it is built this way:
   request whose connection dropped before the answer (it takes it for a stale keep-alive), which
   here could give the customer the reply twice; `_OneShotHttp` instead says whether the request had
   been written: not yet -> SendDeferred (Gmail cannot have it), written -> SendUncertain.
-- Only a 401 is retried at once (with a new token): it proves nothing was accepted. 429 and 503 prove
-  it too, but Gmail's sending limits last minutes to hours, so the outbox's schedule retries them.
-  500/502/504 may come after Gmail took the message: SendUncertain (a person decides, or the Sent
-  lookup after a restart). Errors name the mailbox, Google's reason and text, never the token.
+- Only a 401 is retried at once (with a new token): it proves nothing was accepted. 429 and a 503
+  with Retry-After prove it too, but Gmail's sending limits last minutes to hours, so the outbox's
+  schedule retries them. 500/502/504 and a bare 503 may come after Gmail took the message:
+  SendUncertain (a person decides, or the Sent lookup after a restart). Errors name the mailbox,
+  Google's reason and text, never the token.
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ class GmailSender:
             )
         if status == 404:
             return ProviderError(f"Gmail messages.send: {what} (check gmail.user_id)", **where)
-        if status == 503:
+        if status == 503 and after is not None:  # a bare 503 may come from a gateway after Gmail took it
             return SendDeferred(
                 f"the Gmail API is unavailable, the reply was not sent: {what}{later}", **where
             )

@@ -207,17 +207,19 @@ async def test_sending_limit_429_is_deferred_with_retry_after_and_not_retried_in
     assert sends(emu) == 1 and emu.sent == []
 
 
-async def test_503_is_deferred_and_500_is_uncertain(emu: GmailEmulator) -> None:
-    """503: Gmail did not take it. 500: it may have failed after taking it."""
+async def test_503_with_retry_after_is_deferred_a_bare_503_or_500_is_uncertain(emu: GmailEmulator) -> None:
+    """503 with Retry-After: Gmail did not take it, retry later. A bare 503 (a gateway may answer so
+    after Gmail took it) or a 500: it may have been sent, so never resent blindly."""
     sender = sender_for(emu)
-    emu.fail_next(503, path_contains="/messages/send")
+    emu.fail_next(503, path_contains="/messages/send", retry_after="30")
     with pytest.raises(SendDeferred, match="unavailable"):
         await sender.send(reply(None), "support@example.com", ["customer@example.net"])
-    emu.fail_next(500, path_contains="/messages/send")
-    with pytest.raises(SendUncertain) as info:
-        await sender.send(reply(None), "support@example.com", ["customer@example.net"])
-    assert [r.accepted for r in info.value.recipients] == [False]
-    assert sends(emu) == 2
+    for status in (503, 500):
+        emu.fail_next(status, path_contains="/messages/send")
+        with pytest.raises(SendUncertain) as info:
+            await sender.send(reply(None), "support@example.com", ["customer@example.net"])
+        assert [r.accepted for r in info.value.recipients] == [False]
+    assert sends(emu) == 3
 
 
 async def test_expired_token_is_refreshed_once_and_the_reply_sent_once(emu: GmailEmulator) -> None:
