@@ -303,17 +303,14 @@ class BatchDelivery:
 
     async def post_actions(self, targets: list[tuple[RawMessage, str]], report: CycleReport) -> None:
         """Runs only for delivered entries. A failure leaves them `delivered`: retried next cycle."""
+        # settled without touching the server: no action configured, or a stand-in's original
+        untouched = self.action.kind is PostActionKind.NONE
+        if kept := [ext for m, ext in targets if untouched or m.stand_in]:
+            await self.store.ledger_mark_acted_many(kept)
+            targets = [(m, ext) for m, ext in targets if not (untouched or m.stand_in)]
         if not targets:
             return
         externals = [ext for _, ext in targets]
-        kept = [ext for m, ext in targets if m.stand_in]  # the original stays untouched
-        if self.action.kind is PostActionKind.NONE or len(kept) == len(targets):
-            await self.store.ledger_mark_acted_many(externals)
-            return
-        if kept:
-            await self.store.ledger_mark_acted_many(kept)
-            targets = [(m, ext) for m, ext in targets if not m.stand_in]
-            externals = [ext for _, ext in targets]
         done: list[str] = []
         if isinstance(self.provider, BatchPostActions):
             try:

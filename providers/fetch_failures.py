@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from connector.errors import ProviderError
 from connector.models import STAND_IN_DOMAIN, RawMessage
 
 DEFAULT_ATTEMPTS = 3
@@ -50,6 +51,22 @@ class FetchFailures:
 
     def succeeded(self, folder: str, message_id: str) -> None:
         self._counts.pop((folder, message_id), None)
+
+    def triage(self, folder: str, outcomes: Sequence[tuple[str, object]]) -> dict[int, ProviderError]:
+        """Counts every per-message failure (a ProviderError among `outcomes`, given as (message
+        id, result)); raises the first one still below the limit, after counting them all; else
+        returns, by position, the failures now due a stand-in. Successes are the caller's to record."""
+        due: dict[int, ProviderError] = {}
+        below: list[ProviderError] = []
+        for i, (message_id, result) in enumerate(outcomes):
+            if isinstance(result, ProviderError):
+                if self.failed(folder, message_id):
+                    due[i] = result
+                else:
+                    below.append(result)
+        if below:
+            raise below[0]
+        return due
 
     def stand_in(
         self,

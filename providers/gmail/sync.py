@@ -256,18 +256,13 @@ class LabelSync:
         """Minimal lookups of `ids`, gone ones left out; one that keeps failing becomes the Meta
         of a stand-in, one that failed fewer times fails the fetch."""
         got = await gather_all(settled(self._meta(folder, i)) for i in ids)
+        due = self.failures.triage(folder, list(zip(ids, got, strict=True)))
         metas: list[Meta] = []
-        again: list[ProviderError] = []
-        for msg_id, meta in zip(ids, got, strict=True):
-            if isinstance(meta, ProviderError):
-                if self.failures.failed(folder, msg_id):
-                    metas.append(Meta.failed(msg_id, str(meta)))
-                else:
-                    again.append(meta)
-            elif meta is not None:
+        for i, meta in enumerate(got):
+            if i in due:
+                metas.append(Meta.failed(ids[i], str(due[i])))
+            elif isinstance(meta, Meta):
                 metas.append(meta)
-        if again:
-            raise again[0]
         return metas
 
     async def _meta(self, folder: str, msg_id: str) -> Meta | None:
@@ -288,18 +283,13 @@ class LabelSync:
         got = await gather_all(
             settled(self._body(folder, label, m, cursor_of(i))) for i, m in enumerate(metas)
         )
+        due = self.failures.triage(folder, [(m.id, body) for m, body in zip(metas, got, strict=True)])
         out: list[RawMessage] = []
-        again: list[ProviderError] = []
-        for i, (meta, body) in enumerate(zip(metas, got, strict=True)):
-            if isinstance(body, ProviderError):
-                if self.failures.failed(folder, meta.id):
-                    out.append(self._stand_in(folder, meta, str(body), cursor_of(i)))
-                else:
-                    again.append(body)
-            elif body is not None:
+        for i, body in enumerate(got):
+            if i in due:
+                out.append(self._stand_in(folder, metas[i], str(due[i]), cursor_of(i)))
+            elif isinstance(body, RawMessage):
                 out.append(body)
-        if again:
-            raise again[0]
         return out
 
     def _stand_in(self, folder: str, meta: Meta, error: str, cursor: str) -> RawMessage:

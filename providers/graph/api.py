@@ -29,7 +29,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -450,3 +450,8 @@ def graph_api(mailbox: MailboxSettings, tokens: TokenProvider | None, **options:
         raise ConfigError([f"mailboxes[{mailbox.id}]: a Graph mailbox needs a 'graph:' block"])
     tokens = tokens or build_token_provider(mailbox.graph.oauth, default_scope=GRAPH_SCOPE)
     return GraphApi(mailbox.graph.api_endpoint, tokens, mailbox_id=mailbox.id, **options)
+
+
+def user_url(api: GraphApi, user_id: str) -> str:
+    """`{endpoint}/users/{user}`: the root of every mailbox request."""
+    return f"{api.base}/users/{quote(user_id, safe='')}"

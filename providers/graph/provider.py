@@ -58,6 +58,7 @@ from providers.graph.api import (
     SyncStateLost,
     graph_api,
     origin,
+    user_url,
 )
 from providers.graph.cursor import DeltaCursor
 from providers.graph.folders import FolderResolver
@@ -119,7 +120,7 @@ class GraphInboundProvider:
         self.mailbox = mailbox
         self.settings = mailbox.graph
         self.api = graph_api(mailbox, tokens, policy=policy)
-        self.user_url = f"{self.api.base}/users/{quote(self.settings.user_id, safe='')}"
+        self.user_url = user_url(self.api, self.settings.user_id)
         self.folders = FolderResolver(self.api, self.user_url)
         self._acted: dict[tuple[str, str], None] = {}  # (folder, id) whose post-action we applied
         self.failures = failures or FetchFailures()
@@ -211,28 +212,19 @@ class GraphInboundProvider:
         for result in got:
             if isinstance(result, BaseException) and not isinstance(result, MessageFailed):
                 raise result  # about the account or the service: the cycle ends, nobody is counted
-        first_below: MessageFailed | None = None
-        due: list[tuple[dict[str, Any], MessageFailed]] = []
         for item, result in zip(wanted, got, strict=True):
-            if isinstance(result, MessageFailed):
-                if self.failures.failed(folder, item["id"]):
-                    due.append((item, result))
-                else:
-                    first_below = first_below or result
-            else:
+            if not isinstance(result, MessageFailed):
                 self.failures.succeeded(folder, item["id"])
-        if first_below is not None:
-            raise first_below
-        stand_ins = {item["id"]: self._stand_in(folder, item, exc) for item, exc in due}
+        due = self.failures.triage(folder, [(item["id"], r) for item, r in zip(wanted, got, strict=True)])
         handed: list[RawMessage] = []
-        for item, result in zip(wanted, got, strict=True):
-            if isinstance(result, RawMessage):
+        for i, result in enumerate(got):
+            if i in due:
+                handed.append(self._stand_in(folder, wanted[i], due[i]))
+            elif isinstance(result, RawMessage):
                 handed.append(result)
-            elif item["id"] in stand_ins:
-                handed.append(stand_ins[item["id"]])
         return handed
 
-    def _stand_in(self, folder: str, item: dict[str, Any], exc: MessageFailed) -> RawMessage:
+    def _stand_in(self, folder: str, item: dict[str, Any], exc: ProviderError) -> RawMessage:
         log.warning(
             "graph message %s (%s/%s) handed over as a stand-in: %s",
             item["id"],

@@ -45,13 +45,13 @@ from connector.errors import (
 from connector.models import RecipientResult, SendReceipt
 from providers.graph.api import (
     Answer,
-    GraphApi,
     RequestCutOff,
     RetryPolicy,
     error_codes,
     graph_api,
     parse_retry_after,
     request_id,
+    user_url,
 )
 from providers.oauth import TokenProvider
 from providers.whole_message import mime_for_api, unconfirmed
@@ -66,11 +66,6 @@ SEND_PERMISSION_HINT = (
     "application access policy or RBAC scope that includes this mailbox, if one is used)"
 )
 BeforeData = Callable[[], Awaitable[None]]
-
-
-def _user_url(api: GraphApi, mailbox: MailboxSettings) -> str:
-    assert mailbox.graph is not None
-    return f"{api.base}/users/{quote(mailbox.graph.user_id, safe='')}"
 
 
 def _one_line(text: Any) -> str:
@@ -94,8 +89,9 @@ class GraphSender:
             options["timeout_seconds"] = timeout_seconds
         self.mailbox_id = mailbox.id
         self.api = graph_api(mailbox, tokens, **options)
-        self.url = _user_url(self.api, mailbox) + "/sendMail"
-        self.user_id = mailbox.graph.user_id if mailbox.graph else ""
+        assert mailbox.graph is not None  # graph_api refused a mailbox without one
+        self.user_id = mailbox.graph.user_id
+        self.url = user_url(self.api, self.user_id) + "/sendMail"
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -193,7 +189,8 @@ class GraphSentFolder:
     ) -> None:
         self.mailbox_id = mailbox.id
         self.api = graph_api(mailbox, tokens, policy=policy)
-        self.url = _user_url(self.api, mailbox) + "/mailFolders/sentitems/messages"
+        assert mailbox.graph is not None  # graph_api refused a mailbox without one
+        self.url = user_url(self.api, mailbox.graph.user_id) + "/mailFolders/sentitems/messages"
 
     def __repr__(self) -> str:
         return f"GraphSentFolder(mailbox={self.mailbox_id!r})"

@@ -20,13 +20,12 @@ from connector.errors import (
 )
 from providers import registry
 from providers.base import OutboundSender
-from providers.gmail.api import RetryPolicy
 from providers.gmail.send import GmailSender, GmailSentFolder, searchable_id
 from providers.whole_message import mime_for_api
 from tests.mailfactory import make_message
 from tests.peers.gmail_emulator import GmailEmulator
+from tests.providers.test_gmail import FAST, gmail_mailbox
 
-FAST = RetryPolicy(attempts=3, initial_seconds=0.01, max_wait_seconds=0.5)
 OUR_ID = "<reply-1.abc@connector.example.com>"
 
 
@@ -36,18 +35,8 @@ def emu() -> Iterator[GmailEmulator]:
         yield server
 
 
-def gmail_box(emu: GmailEmulator, **extra: Any) -> MailboxSettings:
-    data: dict[str, Any] = {
-        "id": "gmail-1",
-        "address": emu.address,
-        "provider": "gmail",
-        "gmail": {"oauth": {"kind": "static", "token": "test-token"}, "api_endpoint": emu.url},
-    }
-    return MailboxSettings.model_validate(data | extra)
-
-
 def sender_for(emu: GmailEmulator, **extra: Any) -> GmailSender:
-    return GmailSender(gmail_box(emu), retry=FAST, **extra)
+    return GmailSender(gmail_mailbox(emu), retry=FAST, **extra)
 
 
 def reply(
@@ -84,12 +73,13 @@ def sends(emu: GmailEmulator) -> int:
 
 
 def test_registry_sends_through_gmail_only_without_an_smtp_block(emu: GmailEmulator) -> None:
-    box = gmail_box(emu)
+    box = gmail_mailbox(emu)
     assert box.sends_via == "gmail"
     sender = registry.build_sender(box)
     assert isinstance(sender, GmailSender) and isinstance(sender, OutboundSender)
     assert isinstance(registry.build_sent_folder(box), GmailSentFolder)
-    with_smtp = gmail_box(emu, smtp={"host": "127.0.0.1", "port": 2525, "security": "plain", "auth": "none"})
+    relay = {"host": "127.0.0.1", "port": 2525, "security": "plain", "auth": "none"}
+    with_smtp = gmail_mailbox(emu, smtp=relay)
     assert not isinstance(registry.build_sender(with_smtp), GmailSender)
 
 
@@ -229,14 +219,14 @@ async def test_expired_token_is_refreshed_once_and_the_reply_sent_once(emu: Gmai
     async def before_data() -> None:
         calls.append(sends(emu))
 
-    sender = GmailSender(gmail_box(emu), tokens=tokens, retry=FAST)
+    sender = GmailSender(gmail_mailbox(emu), tokens=tokens, retry=FAST)
     await sender.send(reply(None), "support@example.com", ["customer@example.net"], before_data=before_data)
     assert tokens.invalidations == 1 and sends(emu) == 2 and len(emu.sent) == 1 and calls == [0]
 
 
 async def test_token_refused_after_a_refresh_is_auth_failed(emu: GmailEmulator) -> None:
     tokens = Tokens("secret-token-1", "secret-token-2")
-    sender = GmailSender(gmail_box(emu), tokens=tokens, retry=FAST)
+    sender = GmailSender(gmail_mailbox(emu), tokens=tokens, retry=FAST)
     with pytest.raises(AuthFailed) as info:
         await sender.send(reply(None), "support@example.com", ["customer@example.net"])
     assert info.value.code == "auth_required" and sends(emu) == 2
@@ -293,7 +283,7 @@ async def test_thread_lookup_failing_defers_without_sending(emu: GmailEmulator) 
 
 
 async def test_sent_folder_finds_a_sent_reply_by_message_id_only_among_sent_mail(emu: GmailEmulator) -> None:
-    folder = GmailSentFolder(gmail_box(emu), retry=FAST)
+    folder = GmailSentFolder(gmail_mailbox(emu), retry=FAST)
     assert await folder.append(b"Message-ID: <x@y>\r\n\r\nbody\r\n") == "" and emu.requests == []
     assert await folder.contains(OUR_ID) is False
     inbox_copy = reply(None).as_bytes()
@@ -311,7 +301,7 @@ async def test_sent_folder_of_an_unknown_user_is_a_provider_error(emu: GmailEmul
         "api_endpoint": emu.url,
         "user_id": "nobody@example.com",
     }
-    box = gmail_box(emu, gmail=gmail)
+    box = gmail_mailbox(emu, gmail=gmail)
     with pytest.raises(ProviderError, match=r"check gmail\.user_id"):
         await GmailSentFolder(box, retry=FAST).contains(OUR_ID)
 
