@@ -24,7 +24,7 @@ from providers.gmail.send import GmailSender, GmailSentFolder, searchable_id
 from providers.whole_message import mime_for_api
 from tests.mailfactory import make_message
 from tests.peers.gmail_emulator import GmailEmulator
-from tests.providers.test_gmail import FAST, gmail_mailbox
+from tests.providers.test_gmail import FAST, Tokens, gmail_mailbox
 
 OUR_ID = "<reply-1.abc@connector.example.com>"
 
@@ -52,20 +52,6 @@ def reply(
         msg["References"] = f"<msg-0@example.net> {in_reply_to}"
     msg.set_content("Here is the answer.\n")
     return msg
-
-
-class Tokens:
-    """A TokenProvider that hands out `issued` in turn, moving on after each invalidate()."""
-
-    def __init__(self, *issued: str) -> None:
-        self.issued = list(issued)
-        self.invalidations = 0
-
-    async def token(self) -> str:
-        return self.issued[min(self.invalidations, len(self.issued) - 1)]
-
-    def invalidate(self) -> None:
-        self.invalidations += 1
 
 
 def sends(emu: GmailEmulator) -> int:
