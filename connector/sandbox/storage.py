@@ -244,6 +244,14 @@ class SandboxStore:
             str(row[0]), str(row[1]), str(row[2]), int(row[3]), str(row[4]), bytes(row[5])
         )
 
+    def list_attachments(self) -> list[StoredAttachment]:
+        """Every stored attachment without its bytes, oldest first (tests count them)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, filename, content_type, size, sha256 FROM attachments ORDER BY rowid"
+            ).fetchall()
+        return [StoredAttachment(str(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), b"") for r in rows]
+
     # ------------------------------------------------------------ mailboxes
 
     def put_mailbox(self, mailbox_id: str, *, config: Any = None, status: Any = None) -> None:
