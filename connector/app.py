@@ -21,6 +21,7 @@ from connector.outbox.api import reply_routes
 from connector.outbox.wiring import attach_outbox
 from connector.reload import ConfigReloader
 from connector.reporter import StatusReporter
+from connector.services import OneShot
 from connector.status import StatusBoard
 from connector.store import open_store
 from connector.store.types import Store
@@ -108,6 +109,18 @@ async def check_mailbox(box: MailboxSettings) -> MailboxVerdict:
     finally:
         with contextlib.suppress(Exception):
             await provider.close()
+
+
+async def run_once(daemon: Daemon) -> bool:
+    """`run --once` and `demo --once`: one cycle per mailbox, then one round of every service
+    that has one (the outbox sends the replies that are due), through the daemon's own code.
+    False when a mailbox or a round failed."""
+    results = await daemon.run_once()
+    ok = all(report is not None for report in results.values())
+    for service in daemon.services:
+        if isinstance(service, OneShot):
+            ok = await service.run_once() and ok
+    return ok
 
 
 async def serve_until_signalled(daemon: Daemon, on_started: Callable[[], None] | None = None) -> None:
