@@ -2,7 +2,8 @@
 
 One connection guarded by a lock, so handlers may call it from any thread. Idempotency rests
 on a UNIQUE constraint on external_id: the insert either wins or finds the winner, which holds
-even for concurrent duplicate POSTs.
+even for concurrent duplicate POSTs. Attachment uploads are idempotent on their key (profile
+v1.2): looked up and inserted under the lock, with a UNIQUE column behind it.
 """
 
 from __future__ import annotations
