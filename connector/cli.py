@@ -115,8 +115,11 @@ def demo(
 
 @app.command("sandbox-iwd")
 def sandbox_iwd(
-    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1)")] = 4024,
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 4024,
     db: Annotated[Path, typer.Option(help="SQLite file for items")] = Path("sandbox-iwd.db"),
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 inside a container, to publish the port)")
+    ] = "127.0.0.1",
     api_key: Annotated[
         str, typer.Option(envvar="SANDBOX_IWD_API_KEY", help="Expected x-api-key")
     ] = DEFAULT_API_KEY,
@@ -125,7 +128,7 @@ def sandbox_iwd(
     """Serve the sandbox IWD (the documented IWD email API profile) until Ctrl-C."""
     from connector.sandbox import serve
 
-    serve(port=port, db=str(db), api_key=api_key, ccid=ccid)
+    serve(port=port, db=str(db), api_key=api_key, ccid=ccid, host=host)
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """`email-connector demo`: the whole product on one machine with nothing to configure.
 
 A sandbox IWD in-process on 127.0.0.1, a SQLite store, and a Maildir seeded with the sample
-messages shipped in config/samples/. Re-running it is safe: samples already delivered are not
+messages shipped in connector/samples/ (package data, so an installed wheel has them). Re-running it is safe: samples already delivered are not
 seeded again, and the ledger would answer any replay with the same item.
 """
 
@@ -20,7 +20,7 @@ from connector.logs import SecretRedactor, configure, secret_values
 from connector.sandbox.app import DEFAULT_API_KEY, DEFAULT_CCID
 from providers.maildir import deliver_to_maildir, unique_name
 
-SAMPLES = Path(__file__).resolve().parent.parent / "config" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_API_KEY = DEFAULT_API_KEY
 DEMO_CCID = DEFAULT_CCID
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SAMPLES = sorted((Path(__file__).resolve().parents[2] / "config" / "samples").glob("*.eml"))
+SAMPLES = sorted((Path(__file__).resolve().parents[2] / "connector" / "samples").glob("*.eml"))
 
 
 def _free_port() -> int:
