@@ -1,8 +1,9 @@
 """`email-connector demo`: the whole product on one machine with nothing to configure.
 
 A sandbox IWD in-process on 127.0.0.1, a SQLite store, and a Maildir seeded with the sample
-messages shipped in connector/samples/ (package data, so an installed wheel has them). Re-running it is safe: samples already delivered are not
-seeded again, and the ledger would answer any replay with the same item.
+messages shipped in connector/samples/ (package data: an installed wheel has them too).
+Re-running it is safe: samples already delivered are not seeded again, and the ledger would
+answer any replay with the same item.
 """
 
 from __future__ import annotations

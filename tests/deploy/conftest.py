@@ -28,7 +28,7 @@ def tool(name: str, *candidates: Path) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"{name} is not installed: run scripts/deploy-check --install"
+    message = f"{name} is not installed: run scripts/deploy-check --install (as root for apt)"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

@@ -41,7 +41,9 @@ def connector_yaml(docs: list[dict[str, Any]]) -> str:
 
 def test_chart_lints_clean(helm: str) -> None:
     """`helm lint --strict` passes."""
-    result = subprocess.run([helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
 
@@ -50,7 +52,7 @@ def test_chart_lints_clean(helm: str) -> None:
 def test_rendered_manifests_are_valid_for_kubernetes_1_30(
     values_file: Path | None, render: Render, kubernetes_validate: str, tmp_path: Path
 ) -> None:
-    """The default values and each provider's values render manifests `kubernetes-validate --strict` accepts."""
+    """Default and per-provider values render manifests `kubernetes-validate --strict` accepts."""
     out = tmp_path / "rendered.yaml"
     out.write_text(rendered(render, values_file), encoding="utf-8")
     result = subprocess.run(
@@ -68,7 +70,7 @@ def test_rendered_manifests_are_valid_for_kubernetes_1_30(
 def test_rendered_configuration_loads_in_the_connector(
     values_file: Path | None, render: Render, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The ConfigMap's connector.yaml is a configuration the daemon accepts (references resolved from the Secret)."""
+    """The ConfigMap's connector.yaml loads in the daemon, its references resolved from the Secret."""
     text = connector_yaml(manifests(rendered(render, values_file)))
     if "replicas:" in text and "replicas" not in ConnectorSettings.model_fields:
         pytest.skip("the replicas: block needs issue 13's configuration")
@@ -76,14 +78,16 @@ def test_rendered_configuration_loads_in_the_connector(
         monkeypatch.setenv(name, PLANTED.get(name, "x"))
     settings = parse_config(text, "connector.yaml")
     assert settings.http.host == "0.0.0.0" and settings.http.token is not None
-    assert settings.store.url.startswith(("sqlite+aiosqlite:////var/lib/email-connector/", "postgresql+asyncpg://"))
+    assert settings.store.url.startswith(
+        ("sqlite+aiosqlite:////var/lib/email-connector/", "postgresql+asyncpg://")
+    )
 
 
 @pytest.mark.parametrize("values_file", VALUE_SETS, ids=IDS)
 def test_deployment_is_non_root_read_only_probed_and_free_of_secret_values(
     values_file: Path | None, render: Render
 ) -> None:
-    """The Deployment runs non-root with a read-only root filesystem and probes, and no planted secret appears."""
+    """The Deployment runs non-root, read-only, with probes; no planted secret is in the output."""
     text = rendered(render, values_file)
     for value in PLANTED.values():
         assert value not in text
@@ -124,7 +128,9 @@ def test_unknown_connector_setting_is_refused_naming_it(render: Render) -> None:
     ],
     ids=["replicas", "hpa"],
 )
-def test_several_replicas_with_sqlite_are_refused(render: Render, values: dict[str, Any], message: str) -> None:
+def test_several_replicas_with_sqlite_are_refused(
+    render: Render, values: dict[str, Any], message: str
+) -> None:
     """replicaCount > 1 or the HPA with the SQLite store fail with a message that says why."""
     result = render(values=values)
     assert result.returncode != 0
@@ -186,7 +192,7 @@ def test_pod_monitor_scrapes_metrics_with_the_bearer_token(render: Render) -> No
 
 
 def test_network_policy_lets_out_only_iwd_mail_postgresql_and_dns(render: Render) -> None:
-    """Egress goes only to IWD (4024), mail (25/443/587/993), PostgreSQL and DNS; ingress only to the HTTP port."""
+    """Egress only to IWD, mail (25/443/587/993), PostgreSQL and DNS; ingress only to the HTTP port."""
     docs = manifests(rendered(render, CHART / "examples" / "postgresql.yaml"))
     spec = only(docs, "NetworkPolicy")["spec"]
     egress = {port["port"] for rule in spec["egress"] for port in rule["ports"]}
@@ -199,7 +205,9 @@ def test_network_policy_lets_out_only_iwd_mail_postgresql_and_dns(render: Render
 def test_dashboard_config_map_carries_the_shipped_dashboard(render: Render) -> None:
     """monitoring.dashboards ships the repository's dashboard JSON for Grafana's sidecar."""
     docs = manifests(rendered(render, None, values={"monitoring": {"dashboards": True}}))
-    config_map = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards"))
+    config_map = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards")
+    )
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = (CHART / "dashboards" / "iwd-email-connector.json").read_text(encoding="utf-8")
     assert config_map["data"]["iwd-email-connector.json"].strip() == shipped.strip()

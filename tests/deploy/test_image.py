@@ -14,11 +14,13 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from connector.iwd import IWDClient
 from connector.sandbox import DEFAULT_API_KEY, DEFAULT_CCID
@@ -48,12 +50,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(what: str, probe: object, deadline_seconds: float) -> float:
+def wait_for(what: str, probe: Callable[[], bool], deadline_seconds: float) -> float:
     """Polls `probe()` until it is truthy; returns the seconds it took or fails naming `what`."""
     start = time.monotonic()
     while time.monotonic() - start < deadline_seconds:
         try:
-            if probe():  # type: ignore[operator]
+            if probe():
                 return time.monotonic() - start
         except (httpx.HTTPError, OSError):
             pass
@@ -88,51 +90,70 @@ def image() -> str:
     return result.stdout.split()[0]
 
 
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    maildir: Path
+    api: str  # the connector's HTTP port, published on 127.0.0.1
+    iwd: str  # the sandbox IWD's API, published on 127.0.0.1
+    run: list[str]  # `podman run` arguments that start the connector
+
+    @property
+    def connector(self) -> str:
+        return f"{self.name}-connector"
+
+
+def connector_config() -> str:
+    return yaml.safe_dump(
+        {
+            "iwd": {"url": "http://127.0.0.1:4024/iwd/v3", "api_key": "${IWD_API_KEY}", "ccid": DEFAULT_CCID},
+            "store": {"url": "sqlite+aiosqlite:////var/lib/email-connector/connector.db"},
+            "http": {"host": "0.0.0.0", "port": 8025, "token": "${HTTP_TOKEN}"},
+            "mailboxes": [
+                {
+                    "id": "support",
+                    "address": "support@example.com",
+                    "provider": "maildir",
+                    "maildir": {"path": "/mail"},
+                    "poll_interval_seconds": 1,
+                    "post_action": "mark_read",
+                }
+            ],
+        }
+    )
+
+
 @pytest.fixture
-def pod(image: str, tmp_path: Path) -> Iterator[dict[str, object]]:
+def pod(image: str, tmp_path: Path) -> Iterator[Pod]:
     """A pod publishing on 127.0.0.1: the sandbox IWD and the connector (a Maildir and its state
     mounted as volumes, read-only root filesystem), the way the chart runs them."""
     name = f"connector-test-{uuid.uuid4().hex[:8]}"
-    maildir, state = tmp_path / "Maildir", tmp_path / "state"
+    maildir, state, config = tmp_path / "Maildir", tmp_path / "state", tmp_path / "connector.yaml"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)
     state.mkdir()
-    config = tmp_path / "connector.yaml"
-    config.write_text(
-        "iwd: {url: 'http://127.0.0.1:4024/iwd/v3', api_key: '${IWD_API_KEY}', ccid: %s}\n"
-        "store: {url: 'sqlite+aiosqlite:////var/lib/email-connector/connector.db'}\n"
-        "http: {host: 0.0.0.0, port: 8025, token: '${HTTP_TOKEN}'}\n"
-        "mailboxes:\n"
-        "  - {id: support, address: support@example.com, provider: maildir, maildir: {path: /mail},\n"
-        "     poll_interval_seconds: 1, post_action: mark_read}\n" % DEFAULT_CCID,
-        encoding="utf-8",
-    )
+    config.write_text(connector_config(), encoding="utf-8")
     for path in (maildir, state, *maildir.iterdir()):
         os.chown(path, UID, UID)
     api_port, iwd_port = free_port(), free_port()
-    podman("pod", "create", "--name", name, "-p", f"127.0.0.1:{api_port}:8025", "-p", f"127.0.0.1:{iwd_port}:4024")
+    publish = ["-p", f"127.0.0.1:{api_port}:8025", "-p", f"127.0.0.1:{iwd_port}:4024"]
+    podman("pod", "create", "--name", name, *publish)
     try:
+        sandbox_db = "/var/lib/email-connector/iwd.db"
         podman(
-            "run", "-d", "--pod", name, "--name", f"{name}-iwd", "--read-only", image,
-            "sandbox-iwd", "--host", "0.0.0.0", "--port", "4024", "--db", "/var/lib/email-connector/iwd.db",
-        )  # fmt: skip
-        iwd_url = f"http://127.0.0.1:{iwd_port}/iwd/v3"
-        wait_for("the sandbox IWD answers", lambda: httpx.get(iwd_url.rsplit("/iwd", 1)[0] + "/").is_success, 30)
-        yield {
-            "name": name,
-            "image": image,
-            "maildir": maildir,
-            "api": f"http://127.0.0.1:{api_port}",
-            "iwd": iwd_url,
-            "run": [
-                "run", "-d", "--pod", name, "--name", f"{name}-connector", "--read-only",
-                "-v", f"{maildir}:/mail", "-v", f"{state}:/var/lib/email-connector",
-                "-v", f"{config}:/etc/email-connector/connector.yaml:ro",
-                "-e", f"IWD_API_KEY={DEFAULT_API_KEY}", "-e", f"HTTP_TOKEN={HTTP_TOKEN}",
-                image,
-            ],  # fmt: skip
-            "connector": f"{name}-connector",
-        }
+            *("run", "-d", "--pod", name, "--name", f"{name}-iwd", "--read-only", image),
+            *("sandbox-iwd", "--host", "0.0.0.0", "--port", "4024", "--db", sandbox_db),
+        )
+        page = f"http://127.0.0.1:{iwd_port}/"
+        wait_for("the sandbox IWD answers", lambda: httpx.get(page).is_success, 30)
+        run = [
+            *("run", "-d", "--pod", name, "--name", f"{name}-connector", "--read-only"),
+            *("-v", f"{maildir}:/mail", "-v", f"{state}:/var/lib/email-connector"),
+            *("-v", f"{config}:/etc/email-connector/connector.yaml:ro"),
+            *("-e", f"IWD_API_KEY={DEFAULT_API_KEY}", "-e", f"HTTP_TOKEN={HTTP_TOKEN}"),
+            image,
+        ]
+        yield Pod(name, maildir, f"http://127.0.0.1:{api_port}", f"{page}iwd/v3", run)
     finally:
         podman("pod", "rm", "--force", "--time", "0", name, check=False)
 
@@ -143,14 +164,13 @@ def drop(maildir: Path, first: int, count: int) -> None:
         os.chown(path, UID, UID)
 
 
-def test_container_delivers_and_stops_cleanly_on_sigterm(pod: dict[str, object]) -> None:
+def test_container_delivers_and_stops_cleanly_on_sigterm(pod: Pod) -> None:
     """Started with podman, the image delivers Maildir mail to IWD as uid 10001, answers /healthz,
     and `podman stop` exits 0 within 5 s after a `daemon_stopped` line, with no item lost or doubled."""
-    maildir, api, iwd_url, connector = pod["maildir"], pod["api"], pod["iwd"], str(pod["connector"])
-    assert isinstance(maildir, Path) and isinstance(iwd_url, str)
+    maildir, api, iwd_url, connector = pod.maildir, pod.api, pod.iwd, pod.connector
     drop(maildir, 0, 3)
 
-    podman(*pod["run"])  # type: ignore[arg-type]
+    podman(*pod.run)
     ready = wait_for("/readyz answers 200", lambda: httpx.get(f"{api}/readyz").status_code == 200, 60)
     print(f"start to first /readyz 200: {ready:.1f} s")
     wait_for("the 3 messages are items in the sandbox IWD", lambda: len(sandbox_items(iwd_url)) == 3, 60)
@@ -167,6 +187,7 @@ def test_container_delivers_and_stops_cleanly_on_sigterm(pod: dict[str, object])
     started = time.monotonic()
     stop = podman("stop", "--time", "10", connector)
     stop_seconds = time.monotonic() - started
+    print(f"podman stop: {stop_seconds:.1f} s")
     assert stop.returncode == 0
     assert stop_seconds < STOP_BOUND_SECONDS, f"podman stop took {stop_seconds:.1f} s"
     state = json.loads(podman("inspect", connector).stdout)[0]["State"]
