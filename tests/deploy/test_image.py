@@ -35,6 +35,7 @@ CONTAINERS_CONF = ROOT / "deploy" / "container" / "containers.conf"
 UID = 10001
 HTTP_TOKEN = "planted-http-token-7f3a"  # a test secret: must never show in the logs
 STOP_BOUND_SECONDS = 5.0
+SLOW_IWD_SECONDS = 1.0
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -158,6 +159,12 @@ def pod(image: str, tmp_path: Path) -> Iterator[Pod]:
         podman("pod", "rm", "--force", "--time", "0", name, check=False)
 
 
+def batch_requests(page: str) -> int:
+    """How many item-creating requests the sandbox IWD has received (counted on arrival)."""
+    seen = httpx.get(f"{page}/sandbox/requests").json()
+    return sum(n for key, n in seen.items() if key in ("POST /iwd/v3/emails/batch", "POST /iwd/v3/emails"))
+
+
 def drop(maildir: Path, first: int, count: int) -> None:
     for n in range(first, first + count):
         path = deliver_to_maildir(maildir, make_message(n), f"image-test-{n}")
@@ -165,8 +172,8 @@ def drop(maildir: Path, first: int, count: int) -> None:
 
 
 def test_container_delivers_and_stops_cleanly_on_sigterm(pod: Pod) -> None:
-    """Started with podman, the image delivers Maildir mail to IWD as uid 10001, answers /healthz,
-    and `podman stop` exits 0 within 5 s after a `daemon_stopped` line, with no item lost or doubled."""
+    """Started with podman, the image delivers Maildir mail to IWD as uid 10001 and answers /healthz;
+    `podman stop` during a delivery exits 0 within 5 s after `daemon_stopped`; no item lost or doubled."""
     maildir, api, iwd_url, connector = pod.maildir, pod.api, pod.iwd, pod.connector
     drop(maildir, 0, 3)
 
@@ -182,8 +189,12 @@ def test_container_delivers_and_stops_cleanly_on_sigterm(pod: Pod) -> None:
     cmdline = podman("exec", connector, "cat", "/proc/1/cmdline").stdout
     assert "email-connector" in cmdline
 
+    # IWD answers slowly, so SIGTERM arrives while the batch's create request is in flight
+    page = iwd_url.rsplit("/iwd/", 1)[0]
+    httpx.post(f"{page}/sandbox/faults", json={"latencySeconds": SLOW_IWD_SECONDS}).raise_for_status()
+    batches_before = batch_requests(page)
     drop(maildir, 100, 40)
-    wait_for("the second batch starts to arrive", lambda: len(sandbox_items(iwd_url)) > 3, 60)
+    wait_for("a create request for the new mail", lambda: batch_requests(page) > batches_before, 60)
     started = time.monotonic()
     stop = podman("stop", "--time", "10", connector)
     stop_seconds = time.monotonic() - started
@@ -197,6 +208,7 @@ def test_container_delivers_and_stops_cleanly_on_sigterm(pod: Pod) -> None:
     assert "daemon_stopped" in events
     assert HTTP_TOKEN not in logs.stdout + logs.stderr
 
+    httpx.delete(f"{page}/sandbox/faults").raise_for_status()
     podman("start", connector)
     wait_for("all 43 messages are items", lambda: len(sandbox_items(iwd_url)) >= 43, 120)
     items = sandbox_items(iwd_url)
