@@ -25,7 +25,8 @@ from connector.convert.importance import importance_from
 from connector.convert.language import detect_language
 from connector.convert.limits import DEFAULT_LIMITS, Budget, Limits
 from connector.convert.parsing import PARSE_POLICY
-from connector.convert.parts import Body, Walker
+from connector.convert.parts import Body, Walker, declared_charset
+from connector.convert.text import codec_for
 from connector.convert.threads import normalize_subject, parse_id_list, parse_message_id, synthetic_message_id
 from connector.convert.threads import thread_key as choose_thread_key
 from connector.errors import MessageError
@@ -62,7 +63,7 @@ def convert(
         msg = _parse(parse_input, headers_only)
         del parse_input  # the parser keeps what it needs; drop the cut copy early
         if headers_only:
-            body = Body()
+            body = Body(hint=declared_charset(msg, limits.max_parts))
         else:
             body = Walker(budget, blobs).walk(msg)
             defects.extend(body.defects)
@@ -102,7 +103,7 @@ def _assemble(
     limits: Limits,
     defects: list[str],
 ) -> EmailItem:
-    charset = body.charset
+    charset = body.charset if codec_for(body.charset) is not None else body.hint
     headers = _decoded_headers(msg, defects, charset)
     subject = headers.get("subject", [""])[0]
     sender = first_address(raw_headers(msg, "from"), defects, "from", charset) or first_address(

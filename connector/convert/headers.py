@@ -42,6 +42,11 @@ def unfold(value: str) -> str:
     return _FOLD.sub("", value)
 
 
+def encoded_word_charsets(value: str) -> list[str]:
+    """Charset labels of the RFC 2047 words in a raw header value, in order."""
+    return [m.group(1).split("*", 1)[0] for m in _ENCODED_WORD.finditer(value)] if "=?" in value else []
+
+
 def decode_header_value(
     value: str | None, defects: list[str], where: str = "header", fallback_charset: str | None = None
 ) -> str:
@@ -49,6 +54,7 @@ def decode_header_value(
 
     Raw 8-bit bytes are read as UTF-8 when valid, else in `fallback_charset` (the body's declared
     charset is the best guess available: mailers that skip RFC 2047 use it for both), else cp1252.
+    A short encoded word in an unknown charset is read in `fallback_charset` too, else as Western.
     """
     if value is None:
         return ""
@@ -61,12 +67,12 @@ def decode_header_value(
             defects.append(f"{where}: unencoded 8-bit bytes")
             usable = fallback_charset if codec_for(fallback_charset) else None
             text = decode_bytes(data, usable or "cp1252", [], where)
-    text = _decode_encoded_words(text, defects, where)
+    text = _decode_encoded_words(text, defects, where, fallback_charset)
     text = _CONTROL.sub("", text)
     return _SPACES.sub(" ", text).strip()
 
 
-def _decode_encoded_words(text: str, defects: list[str], where: str) -> str:
+def _decode_encoded_words(text: str, defects: list[str], where: str, hint: str | None) -> str:
     """Replace runs of encoded words; adjacent words of one charset are joined before decoding."""
     if "=?" not in text:
         return text
@@ -78,7 +84,7 @@ def _decode_encoded_words(text: str, defects: list[str], where: str) -> str:
     def flush() -> None:
         nonlocal run_charset
         if run_charset is not None:
-            out.append(decode_bytes(bytes(run_bytes), run_charset, defects, where))
+            out.append(decode_bytes(bytes(run_bytes), run_charset, defects, where, hint))
         run_charset = None
         run_bytes.clear()
 

@@ -18,11 +18,11 @@ from email.parser import BytesParser
 from connector.convert.attachments import extract_uuencoded, is_tnef, make_attachment, unpack_tnef
 from connector.convert.blobs import Blobs
 from connector.convert.flags import ReportParts
-from connector.convert.headers import decode_header_value, raw_header
+from connector.convert.headers import decode_header_value, encoded_word_charsets, raw_header, raw_headers
 from connector.convert.limits import Budget
 from connector.convert.names import declared_filename, eml_filename, safe_filename
 from connector.convert.parsing import PARSE_POLICY
-from connector.convert.text import decode_bytes
+from connector.convert.text import codec_for, decode_bytes
 from connector.models import Attachment
 
 _PARAM = re.compile(r"""(?:^|;)\s*{name}\s*=\s*"?([^";]*)"?""", re.IGNORECASE)
@@ -42,6 +42,7 @@ class Body:
     report: ReportParts = field(default_factory=ReportParts)
     defects: list[str] = field(default_factory=list)
     charset: str | None = None  # first declared text charset: the best guess for raw 8-bit headers
+    hint: str | None = None  # first usable charset declared anywhere: the guide for short unlabelled text
     dropped_attachments: int = 0
 
 
@@ -66,6 +67,26 @@ def param(part: Message, name: str, header: str = "content-type") -> str | None:
         return None
     match = re.compile(_PARAM.pattern.format(name=re.escape(name)), re.IGNORECASE).search(raw)
     return match.group(1).strip() if match else None
+
+
+def declared_charset(msg: Message, max_parts: int) -> str | None:
+    """The first usable charset the message declares (text parts, then encoded words in its header).
+
+    Short text in an unknown or missing charset is most likely in the one its sender used elsewhere.
+    """
+    for index, part in enumerate(msg.walk()):
+        if index >= max_parts:
+            break
+        if content_type(part).startswith("text/"):
+            label = param(part, "charset")
+            if codec_for(label) is not None:
+                return label
+    for name in ("subject", "from", "to", "cc"):
+        for value in raw_headers(msg, name):
+            for label in encoded_word_charsets(value):
+                if codec_for(label) is not None:
+                    return label
+    return None
 
 
 def disposition(part: Message) -> str | None:
@@ -107,6 +128,7 @@ class Walker:
         self.body = Body()
 
     def walk(self, msg: Message) -> Body:
+        self.body.hint = declared_charset(msg, self.budget.limits.max_parts)
         self._part(msg, depth=0, parent="")
         return self.body
 
@@ -173,10 +195,12 @@ class Walker:
         if declared and self.body.charset is None:
             self.body.charset = declared
         if ctype == "text/html":
-            html = decode_bytes(data, declared or _meta_charset(data), self.body.defects, "html")
+            html = decode_bytes(
+                data, declared or _meta_charset(data), self.body.defects, "html", self.body.hint
+            )
             self.body.htmls.append(html)
             return
-        text = decode_bytes(data, declared, self.body.defects, "text")
+        text = decode_bytes(data, declared, self.body.defects, "text", self.body.hint)
         if param(part, "format") == "flowed":
             text = _unflow(text, (param(part, "delsp") or "").lower() == "yes")
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -204,7 +228,9 @@ class Walker:
             message = BytesParser(policy=PARSE_POLICY).parsebytes(data)
         else:
             data = self._restore(_serialize(message))
-        subject = decode_header_value(raw_header(message, "subject"), self.body.defects, "attached subject")
+        subject = decode_header_value(
+            raw_header(message, "subject"), self.body.defects, "attached subject", self.body.hint
+        )
         if parent == "multipart/report":
             self.body.report.original_headers.append(_header_text(message))
         index = len(self.body.attachments) + 1

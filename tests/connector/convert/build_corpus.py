@@ -894,6 +894,92 @@ CASES["no_content_type_8bit_latin1_body.eml"] = (
 )
 
 
+# Short text in an unknown or missing charset: read in the charset declared elsewhere, else Western.
+CASES["short_subject_unknown_charset.eml"] = crlf("""\
+From: Marie Dubois <marie.dubois@orange.fr>
+To: support@example.com
+Subject: =?x-bogus-cs?Q?caf=E9?=
+Date: Mon, 15 Apr 2024 09:00:00 +0200
+Message-ID: <short-cs-1@orange.fr>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=us-ascii
+
+Order 8812: the coffee machine arrived without its filter.
+""")
+
+CASES["short_body_unknown_charset.eml"] = (
+    b"From: kiosk@shop.example\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: Menu\r\n"
+    b"Date: Mon, 15 Apr 2024 09:05:00 +0200\r\n"
+    b"Message-ID: <short-cs-2@shop.example>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=x-no-such-charset\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+    b"caf\xe9\r\n"
+)
+
+CASES["short_raw_8bit_subject_no_charset.eml"] = (
+    b"From: old-client@example.fr\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: \xe9\xe8\xff\r\n"
+    b"Date: Mon, 15 Apr 2024 09:10:00 +0200\r\n"
+    b"Message-ID: <short-cs-3@example.fr>\r\n\r\n"
+    b"See subject.\r\n"
+)
+
+CASES["short_unknown_8bit_word_cp1251_body.eml"] = crlf(f"""\
+From: =?unknown-8bit?B?{base64.b64encode("Пётр".encode("cp1251")).decode()}?= <petr@mail.ru>
+To: support@example.com
+Subject: =?unknown-8bit?B?{base64.b64encode("Счёт".encode("cp1251")).decode()}?=
+Date: Tue, 16 Apr 2024 10:00:00 +0300
+Message-ID: <short-cs-4@mail.ru>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=windows-1251
+Content-Transfer-Encoding: 8bit
+
+""") + "Добрый день! Пришлите, пожалуйста, счёт за апрель ещё раз, первый потерялся.\r\n".encode("cp1251")
+
+CASES["short_name_unknown_charset_latin1_body.eml"] = (
+    b"From: =?x-bogus?Q?Jos=E9_Garc=EDa?= <jose.garcia@example.es>\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: =?x-bogus?Q?Pedido_n=BA_77?=\r\n"
+    b"Date: Tue, 16 Apr 2024 11:00:00 +0200\r\n"
+    b"Message-ID: <short-cs-5@example.es>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+    + "¿Dónde está mi pedido? Lo pagué hace dos semanas.\r\n".encode("latin-1")
+)
+
+CASES["short_utf8_label_latin1_bytes.eml"] = (
+    b"From: Hans <hans@example.de>\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: Gr\xfc\xdfe\r\n"
+    b"Date: Tue, 16 Apr 2024 12:00:00 +0200\r\n"
+    b"Message-ID: <short-cs-6@example.de>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+    b"Gr\xfc\xdfe\r\n"
+)
+
+CASES["short_raw_subject_charset_from_html_part.eml"] = (
+    b"From: Anna <anna.kowalska@example.pl>\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: " + "Zamówienie".encode("iso-8859-2") + b"\r\n"
+    b"Date: Wed, 17 Apr 2024 10:00:00 +0200\r\n"
+    b"Message-ID: <short-cs-7@example.pl>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+    b"--alt\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "Dziękuję!\r\n".encode("iso-8859-2") + b"--alt\r\n"
+    b"Content-Type: text/html; charset=iso-8859-2\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "<p>Dziękuję!</p>\r\n".encode("iso-8859-2") + b"--alt--\r\n"
+)
+
+
 def main() -> None:
     CORPUS.mkdir(exist_ok=True)
     for name, data in CASES.items():

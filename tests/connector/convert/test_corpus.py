@@ -461,6 +461,58 @@ def test_mbox_from_line_and_lf_line_ends() -> None:
     assert item.text_body == "Line one.\nLine two.\n"
 
 
+def test_short_encoded_word_in_unknown_charset_reads_as_western() -> None:
+    """`=?x-bogus-cs?Q?caf=E9?=` is café, not the CJK a detector guesses from four bytes."""
+    item = load("short_subject_unknown_charset.eml")
+    assert item.subject == "café"
+    assert item.defects == ("subject: unknown charset 'x-bogus-cs', guessed",)
+
+
+def test_short_body_in_unknown_charset_reads_as_western() -> None:
+    """A body `caf\\xe9` declared `x-no-such-charset` (and nothing else declared) is café."""
+    item = load("short_body_unknown_charset.eml")
+    assert item.text_body == "café\n"
+    assert item.defects == ("text: unknown charset 'x-no-such-charset', guessed",)
+
+
+def test_short_raw_8bit_subject_without_any_charset_reads_as_western() -> None:
+    """A raw 8-bit subject `\\xe9\\xe8\\xff` in a message declaring no charset reads as cp1252."""
+    item = load("short_raw_8bit_subject_no_charset.eml")
+    assert item.subject == "éèÿ"
+
+
+def test_short_unknown_8bit_words_use_the_body_charset() -> None:
+    """`unknown-8bit` words in Subject and From are read in the body's declared windows-1251."""
+    item = load("short_unknown_8bit_word_cp1251_body.eml")
+    assert item.subject == "Счёт"
+    assert item.sender == Address("petr@mail.ru", "Пётр")
+    assert item.language == "ru"
+
+
+def test_short_display_name_in_unknown_charset_uses_the_body_charset() -> None:
+    """A display name and subject in an unknown charset follow the body's iso-8859-1."""
+    item = load("short_name_unknown_charset_latin1_body.eml")
+    assert item.sender == Address("jose.garcia@example.es", "José García")
+    assert item.subject == "Pedido nº 77"
+    assert item.text_body == "¿Dónde está mi pedido? Lo pagué hace dos semanas.\n"
+
+
+def test_short_latin1_bytes_behind_a_utf8_label_read_as_western() -> None:
+    """`Gr\\xfc\\xdfe` labelled UTF-8 (body) and raw in the subject both read Grüße."""
+    item = load("short_utf8_label_latin1_bytes.eml")
+    assert item.subject == "Grüße"
+    assert item.text_body == "Grüße\n"
+    assert "text: not valid utf-8, guessed" in item.defects
+
+
+def test_short_unlabelled_part_uses_the_charset_of_its_sibling() -> None:
+    """An unlabelled text part and raw subject follow the iso-8859-2 its HTML sibling declares."""
+    item = load("short_raw_subject_charset_from_html_part.eml")
+    assert item.subject == "Zamówienie"
+    assert item.text_body == "Dziękuję!\n"
+    assert item.html_body is not None and "Dziękuję!" in item.html_body
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.eml")))
 def test_every_corpus_message_has_consistent_basics(name: str) -> None:
     """Every corpus message: size and hash of the raw bytes, an id, a thread key, no lost attachment hash."""
