@@ -19,6 +19,8 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?]*)\?=")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\r\n]+")
+# what the stdlib's feedparser accepts as a header line; anything else ends its header block
+_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[ \t]")
 
 
 def raw_header(msg: Message, name: str) -> str | None:
@@ -126,6 +128,31 @@ def header_block_size(raw: bytes) -> int:
     """
     found = [idx for idx in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if idx >= 0]
     return min(found) if found else len(raw)
+
+
+def join_bare_continuations(raw: bytes) -> tuple[bytes, int]:
+    """Header lines folded without leading whitespace become continuations; returns the count.
+
+    Exchange folds long `X-Microsoft-*` diagnostic headers with no leading space. The stdlib ends
+    the header block at such a line, so every later header (Content-Type among them) and the raw
+    MIME become the text body. Like MimeKit and npm mailparser, a line without a colon that has
+    header lines on both sides is read as a continuation of the field above it. Lines after the
+    last header line are left alone: those are a body that lacks its blank separator line.
+    """
+    end = header_block_size(raw)
+    lines = raw[:end].splitlines(keepends=True)
+    if not lines or not _HEADER_LINE.match(lines[0]):
+        return raw, 0
+    is_header = [_HEADER_LINE.match(line) is not None for line in lines]
+    if all(is_header):
+        return raw, 0
+    last = max(i for i, ok in enumerate(is_header) if ok)
+    joined = 0
+    for index in range(1, last):
+        if not is_header[index]:
+            lines[index] = b" " + lines[index]
+            joined += 1
+    return (b"".join(lines) + raw[end:], joined) if joined else (raw, 0)
 
 
 def lenient_headers(raw: bytes, max_bytes: int = 256 * 1024) -> dict[str, str]:

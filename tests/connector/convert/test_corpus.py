@@ -513,6 +513,74 @@ def test_short_unlabelled_part_uses_the_charset_of_its_sibling() -> None:
     assert item.html_body is not None and "Dziękuję!" in item.html_body
 
 
+def test_address_as_display_name_leaves_the_angle_address_as_sender() -> None:
+    """`From: alice@example.com <bob@example.com>` is sent by bob, with alice's address as his name."""
+    item = load("outlook_address_as_display_name.eml")
+    assert item.sender == Address("bob@example.com", "alice@example.com")
+    assert item.to == (Address("support@example.com"),)
+    assert item.defects == ()
+
+
+def test_truncated_and_quoted_address_like_names_keep_one_address_each() -> None:
+    """A truncated address as name, a single-quoted one and one glued to `<` each give one recipient."""
+    item = load("truncated_address_display_name.eml")
+    assert item.sender == Address("john.smith@contoso.com", "j.smith@contoso.c")
+    assert item.cc == (
+        Address("kim.lee@contoso.com", "kim@contoso.com"),
+        Address("sales-team@contoso.com", "sales@contoso.com"),
+    )
+
+
+def test_encoded_address_like_name_and_reply_to_use_the_angle_address() -> None:
+    """An RFC 2047 name that is an address, and a Reply-To of the same shape, name the real mailboxes."""
+    item = load("address_display_name_with_reply_to_and_encoded_name.eml")
+    assert item.sender == Address("hans.mueller@example.de", "müller@example.de")
+    assert item.reply_to == (Address("rechnungen@example.de", "billing@example.de"),)
+
+
+def test_reply_goes_to_the_angle_address_of_an_address_like_display_name() -> None:
+    """The outbox's reply target for such a message is the angle-bracket address, never the name."""
+    from connector.outbox.autoack import reply_target
+
+    target = reply_target(load("outlook_address_as_display_name.eml"))
+    assert target is not None and target.address == "bob@example.com"
+    target = reply_target(load("address_display_name_with_reply_to_and_encoded_name.eml"))
+    assert target is not None and target.address == "rechnungen@example.de"
+
+
+def test_exchange_header_folded_without_whitespace_keeps_headers_and_html() -> None:
+    """An X-Microsoft-Antispam value continued on unindented lines no longer ends the header block."""
+    item = load("exchange_unfolded_antispam_header_multipart.eml")
+    assert item.subject == "Broken delivery, order 9913"
+    assert item.sender == Address("petra.novak@contoso.cz", "Novak, Petra")
+    assert item.message_id == "<DB9PR10MB5678A1B2C3D4E5F6@DB9PR10MB5678.EURPRD10.PROD.OUTLOOK.COM>"
+    assert item.text_body == (
+        "Hello,\n\nthe parcel for order 9913 arrived crushed. Please send a replacement.\n\nPetra Novák\n"
+    )
+    assert item.html_body is not None and "<b>crushed</b>" in item.html_body
+    assert item.defects == ("2 header lines folded without leading whitespace; joined to the field above",)
+
+
+def test_exchange_unindented_fold_before_from_keeps_the_attachment() -> None:
+    """Unindented continuations in two X-MS headers above From: the sender, body and PDF all survive."""
+    item = load("exchange_unfolded_header_before_from_with_attachment.eml")
+    assert item.subject == "Invoice attached"
+    assert item.sender == Address("tomas.berg@contoso.se", "Tomas Berg")
+    assert item.text_body == "Hi, the invoice for April is attached.\n"
+    assert attachments(item) == [
+        ("invoice-april.pdf", "application/pdf", sha(p.INVOICE_PDF), len(p.INVOICE_PDF), None, False)
+    ]
+
+
+def test_exchange_unindented_fold_in_lf_only_copy() -> None:
+    """The same repair works on an LF-only (Maildir) copy with encoded-word continuation lines."""
+    item = load("exchange_unfolded_header_lf_only.eml")
+    assert item.subject == "Rückruf erbeten"
+    assert item.sender == Address("lena.fischer@contoso.de", "Lena Fischer")
+    assert item.text_body == "Bitte rufen Sie mich zurück.\n"
+    assert item.html_body is not None and "Bitte rufen Sie mich zurück." in item.html_body
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.eml")))
 def test_every_corpus_message_has_consistent_basics(name: str) -> None:
     """Every corpus message: size and hash of the raw bytes, an id, a thread key, no lost attachment hash."""

@@ -128,3 +128,19 @@ def test_raw_8bit_header_with_an_unusable_body_charset_is_read_as_cp1252() -> No
     from connector.convert.headers import decode_header_value
 
     assert decode_header_value("caf\udce9", [], fallback_charset="undefined") == "café"
+
+
+def test_many_address_like_display_names_are_quoted_in_linear_time() -> None:
+    """20 000 `a@x <b@y>` pairs, and 40 KB of '@' before one angle address, parse quickly."""
+    pairs = ", ".join(f"n{i}@x.example <m{i}@y.example>" for i in range(20_000))
+    found = timed(lambda: parse_addresses([pairs], [], "to"))
+    assert len(found) == 1000 and found[0].address == "m0@y.example"
+    assert timed(lambda: parse_addresses(["@" * 40_000 + " <b@y.example>"], [], "to")) != ()
+
+
+def test_many_unindented_header_lines_are_joined_in_linear_time() -> None:
+    """100 000 lines without a colon between two header fields are joined to the first quickly."""
+    raw = b"From: a@example.com\r\nX-Microsoft-Antispam: v\r\n" + b"abcdef\r\n" * 100_000
+    raw += b"Subject: after\r\n\r\nbody\r\n"
+    item = timed(lambda: convert(raw, limits=Limits(max_header_bytes=1024 * 1024)))
+    assert item.subject == "after" and item.text_body == "body\n"
