@@ -1,7 +1,8 @@
 """The MIME walk: one pass over the part tree that sorts parts into bodies, attachments and reports.
 
-Every part costs budget (count, depth, time) so hostile nesting fails fast with MessageError; every
-other surprise (broken boundary, bad encoding, unreadable TNEF) becomes a defect and the walk goes on.
+Every part costs budget (count, time) so a hostile message fails fast with MessageError. Nesting past
+`Limits.max_depth` is flattened without recursion rather than refused; that and every other surprise
+(broken boundary, bad encoding, unreadable TNEF) becomes a defect and the walk goes on.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 import quopri
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.generator import BytesGenerator
@@ -69,14 +71,25 @@ def param(part: Message, name: str, header: str = "content-type") -> str | None:
     return match.group(1).strip() if match else None
 
 
+def iter_parts(msg: Message, max_parts: int) -> Iterator[Message]:
+    """The first `max_parts` parts in document order, depth first, without recursion (any depth)."""
+    stack = [msg]
+    count = 0
+    while stack and count < max_parts:
+        part = stack.pop()
+        count += 1
+        yield part
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list):
+            stack.extend(reversed([child for child in children if isinstance(child, Message)]))
+
+
 def declared_charset(msg: Message, max_parts: int) -> str | None:
     """The first usable charset the message declares (text parts, then encoded words in its header).
 
     Short text in an unknown or missing charset is most likely in the one its sender used elsewhere.
     """
-    for index, part in enumerate(msg.walk()):
-        if index >= max_parts:
-            break
+    for part in iter_parts(msg, max_parts):
         if content_type(part).startswith("text/"):
             label = param(part, "charset")
             if codec_for(label) is not None:
@@ -133,7 +146,7 @@ class Walker:
         return self.body
 
     def _part(self, part: Message, depth: int, parent: str) -> None:
-        self.budget.count_part(depth)
+        self.budget.count_part()
         ctype = content_type(part)
         for defect in getattr(part, "defects", [])[:5]:
             self.body.defects.append(f"mime: {type(defect).__name__}")
@@ -169,16 +182,37 @@ class Walker:
         if not isinstance(children, list):
             self.body.defects.append(f"{ctype} without readable parts")
             return
+        if depth >= self.budget.limits.max_depth:
+            self._flatten(children, ctype)
+            return
         for child in children:
             if isinstance(child, Message):
                 self._part(child, depth + 1, ctype)
 
+    def _flatten(self, children: list[Message | str], ctype: str) -> None:
+        """Below the depth limit: every part that is not a container, in order, without recursion."""
+        limit = self.budget.limits.max_depth
+        self.body.defects.append(f"MIME nesting deeper than {limit} levels; the parts below were flattened")
+        stack = [(child, ctype) for child in reversed(children) if isinstance(child, Message)]
+        while stack:
+            child, parent = stack.pop()
+            child_type = content_type(child)
+            inner = child.get_payload() if child_type.startswith("multipart/") else None
+            if isinstance(inner, list):
+                self.budget.count_part()
+                stack.extend((c, child_type) for c in reversed(inner) if isinstance(c, Message))
+                continue
+            self._part(child, limit + 1, parent)
+
     def _boundary_mismatch(self, part: Message, ctype: str, depth: int) -> None:
-        """A multipart whose declared boundary never occurs: reparse with the one the body uses."""
+        """A multipart whose declared boundary never occurs: reparse with the one the body uses.
+
+        Not below the depth limit: each reparse would open one more level of recursion."""
         data = payload_bytes(part, self.body.defects, self.blobs)
-        match = _BOUNDARY_LINE.search(data)
+        match = _BOUNDARY_LINE.search(data) if depth <= self.budget.limits.max_depth else None
         if match is None:
-            self.body.defects.append(f"{ctype} without any boundary; read as text")
+            why = "without any boundary" if depth <= self.budget.limits.max_depth else "below the depth limit"
+            self.body.defects.append(f"{ctype} {why}; read as text")
             self._text(part, "text/plain", data)
             return
         boundary = match.group(1).decode("ascii", "replace")

@@ -1112,6 +1112,66 @@ CASES["exchange_unfolded_header_lf_only.eml"] = (
 )
 
 
+def deep_forward_chain(levels: int) -> bytes:
+    """A ticket loop that wraps each round in another multipart/mixed: text and files at the bottom."""
+    inner = crlf(f"""\
+Content-Type: multipart/mixed; boundary="leaf"
+
+--leaf
+Content-Type: multipart/alternative; boundary="leaf-alt"
+
+--leaf-alt
+Content-Type: text/plain; charset=utf-8
+
+The heating in flat 4B has been off since Monday.
+--leaf-alt
+Content-Type: text/html; charset=utf-8
+
+<p>The heating in flat 4B has been off since <b>Monday</b>.</p>
+--leaf-alt--
+
+--leaf
+Content-Type: application/pdf; name="meter-reading.pdf"
+Content-Disposition: attachment; filename="meter-reading.pdf"
+Content-Transfer-Encoding: base64
+
+{b64(INVOICE_PDF)}
+--leaf--
+""")
+    for level in reversed(range(levels)):
+        boundary = f"loop-{level:02d}"
+        photo = ""
+        if level == levels // 2:
+            photo = crlf(f"""\
+--{boundary}
+Content-Type: image/png; name="radiator.png"
+Content-Disposition: attachment; filename="radiator.png"
+Content-Transfer-Encoding: base64
+
+{b64(PHOTO_PNG)}
+""").decode()
+        note = "Forwarded by the ticket system, see below.\n" if level == 0 else ""
+        head = crlf(f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n')
+        first = crlf(f"--{boundary}\nContent-Type: text/plain; charset=utf-8\n\n{note}\n") if note else b""
+        inner = (
+            head + first + crlf(f"--{boundary}\n") + inner + crlf(f"\n{photo}--{boundary}--\n")
+        )  # fmt: skip
+    return (
+        crlf("""\
+From: Tickets <tickets@housing.example>
+To: support@example.com
+Subject: Re: Re: Re: [#4471] Heating broken
+Date: Mon, 22 Apr 2024 07:30:00 +0000
+Message-ID: <loop-60@housing.example>
+MIME-Version: 1.0
+""")
+        + inner
+    )
+
+
+CASES["deep_nested_forward_chain_60_levels.eml"] = deep_forward_chain(60)
+
+
 def main() -> None:
     CORPUS.mkdir(exist_ok=True)
     for name, data in CASES.items():

@@ -581,6 +581,22 @@ def test_exchange_unindented_fold_in_lf_only_copy() -> None:
     assert item.html_body is not None and "Bitte rufen Sie mich zurück." in item.html_body
 
 
+def test_sixty_levels_of_nesting_keep_text_html_and_every_attachment() -> None:
+    """A 60-level ticket loop is a normal item: top note, inner text and HTML, the photo and the PDF."""
+    item = load("deep_nested_forward_chain_60_levels.eml")
+    assert item.flags.unparseable is False
+    assert item.subject == "Re: Re: Re: [#4471] Heating broken"
+    assert item.text_body == (
+        "Forwarded by the ticket system, see below.\n\nThe heating in flat 4B has been off since Monday.\n"
+    )
+    assert item.html_body is not None and "<b>Monday</b>" in item.html_body
+    assert attachments(item) == [
+        ("meter-reading.pdf", "application/pdf", sha(p.INVOICE_PDF), len(p.INVOICE_PDF), None, False),
+        ("radiator.png", "image/png", sha(p.PHOTO_PNG), len(p.PHOTO_PNG), None, False),
+    ]
+    assert item.defects == ("MIME nesting deeper than 12 levels; the parts below were flattened",)
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.eml")))
 def test_every_corpus_message_has_consistent_basics(name: str) -> None:
     """Every corpus message: size and hash of the raw bytes, an id, a thread key, no lost attachment hash."""

@@ -144,3 +144,22 @@ def test_many_unindented_header_lines_are_joined_in_linear_time() -> None:
     raw += b"Subject: after\r\n\r\nbody\r\n"
     item = timed(lambda: convert(raw, limits=Limits(max_header_bytes=1024 * 1024)))
     assert item.subject == "after" and item.text_body == "body\n"
+
+
+def test_four_hundred_levels_of_nesting_are_flattened_quickly() -> None:
+    """400 nested multiparts (the stdlib parses them) are walked without recursion, text and file kept."""
+    body = (
+        b'Content-Type: multipart/mixed; boundary="in"\r\n\r\n--in\r\nContent-Type: text/plain\r\n\r\n'
+        b"deep text\r\n--in\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename=a.bin\r\n\r\nxyz\r\n--in--\r\n"
+    )
+    for level in range(400):
+        boundary = f"b{level}".encode()
+        body = (
+            b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n--' + boundary + b"\r\n"
+            + body + b"\r\n--" + boundary + b"--\r\n"
+        )  # fmt: skip
+    item = timed(lambda: convert(HEAD + body))
+    assert item.flags.unparseable is False
+    assert item.text_body == "deep text\n"
+    assert [(a.filename, a.data) for a in item.attachments] == [("a.bin", b"xyz")]
