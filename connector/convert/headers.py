@@ -137,7 +137,8 @@ def join_bare_continuations(raw: bytes) -> tuple[bytes, int]:
     the header block at such a line, so every later header (Content-Type among them) and the raw
     MIME become the text body. Like MimeKit and npm mailparser, a line without a colon that has
     header lines on both sides is read as a continuation of the field above it. Lines after the
-    last header line are left alone: those are a body that lacks its blank separator line.
+    last header line, and from a `--boundary` line on, are left alone: those are a body that lacks
+    its blank separator line.
     """
     end = header_block_size(raw)
     lines = raw[:end].splitlines(keepends=True)
@@ -146,7 +147,9 @@ def join_bare_continuations(raw: bytes) -> tuple[bytes, int]:
     is_header = [_HEADER_LINE.match(line) is not None for line in lines]
     if all(is_header):
         return raw, 0
-    last = max(i for i, ok in enumerate(is_header) if ok)
+    # a MIME boundary line is a body that lacks its blank separator line, never a continuation
+    body_start = next((i for i, ok in enumerate(is_header) if not ok and lines[i][:2] == b"--"), len(lines))
+    last = max(i for i, ok in enumerate(is_header[:body_start]) if ok)
     joined = 0
     for index in range(1, last):
         if not is_header[index]:

@@ -363,8 +363,13 @@ def _serialize(message: Message) -> bytes:
     try:
         BytesGenerator(buffer, mangle_from_=False, policy=_EML_POLICY).flatten(message)  # type: ignore[arg-type]
     except Exception:  # generator bugs on odd headers; a lossy copy beats losing the message
-        return message.as_bytes(policy=policy.compat32) if message is not None else b""
-    return buffer.getvalue()
+        pass
+    else:
+        return buffer.getvalue()
+    try:
+        return message.as_bytes(policy=policy.compat32)
+    except Exception:  # the bytes generator refuses decoded non-ASCII text (e.g. in a preamble)
+        return message.as_string(policy=policy.compat32).encode("utf-8", "surrogateescape")
 
 
 def _header_text(message: Message) -> str:

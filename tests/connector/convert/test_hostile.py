@@ -163,3 +163,30 @@ def test_four_hundred_levels_of_nesting_are_flattened_quickly() -> None:
     assert item.flags.unparseable is False
     assert item.text_body == "deep text\n"
     assert [(a.filename, a.data) for a in item.attachments] == [("a.bin", b"xyz")]
+
+
+def test_attached_message_the_bytes_generator_refuses_is_still_attached() -> None:
+    """8-bit text where the stdlib's bytes generator wants ASCII no longer makes an internal error.
+
+    Found by the CI fuzz profile: the compat32 fallback of `_serialize` raised UnicodeEncodeError."""
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="o"\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n'
+        b'Content-Type: multipart/mixed; boundary="o"\r\nBitte pr\xc3\xbcfen, die Rechnung ist doppelt.\r\n'
+    )
+    item = timed(lambda: convert(raw))
+    (attached,) = item.attachments
+    assert attached.content_type == "message/rfc822" and b"Rechnung ist doppelt" in attached.data
+
+
+def test_boundary_right_after_the_header_block_is_not_joined_to_a_header() -> None:
+    """A multipart missing the blank line before its first boundary keeps its parts (no header join)."""
+    raw = (
+        b'From: a@example.com\r\nSubject: no separator\r\nContent-Type: multipart/mixed; boundary="b"\r\n'
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nfirst part\r\n--b\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=x.bin\r\n\r\n"
+        b"xyz\r\n--b--\r\n"
+    )
+    item = convert(raw)
+    assert item.text_body == "first part\n"
+    assert [(a.filename, a.data) for a in item.attachments] == [("x.bin", b"xyz")]
+    assert not any("joined" in d for d in item.defects)
