@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from connector.config import ConnectorSettings
 from connector.daemon import Daemon
@@ -139,3 +142,28 @@ async def test_sigterm_finishes_in_flight_work_and_exits_zero(
     proc2.send_signal(signal.SIGTERM)
     await asyncio.to_thread(proc2.communicate, timeout=30)
     assert proc2.returncode == 0
+
+
+async def test_a_cycle_longer_than_the_interval_makes_the_scheduler_skip_nothing(
+    tmp_path: Path, sandbox_iwd: SandboxIWD, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 1 s interval and a cycle of several seconds: the interval job only starts cycles, so
+    APScheduler never logs "maximum number of running instances" and all mail arrives once."""
+    for n in range(20):
+        deliver_to_maildir(tmp_path / "slow", make_message(n), f"m{n:02d}")
+    sandbox_iwd.control.faults.set(latency_seconds=0.15, batch_disabled=True)  # ~3 s for the batch
+    caplog.set_level(logging.INFO, logger="apscheduler")
+    settings = settings_for(sandbox_iwd, [box("slow", tmp_path / "slow")], retry=5)
+    async with real_client(sandbox_iwd) as iwd:
+        daemon = Daemon(settings, store, iwd, provider_factory=build_inbound)
+        await daemon.start()
+        try:
+
+            async def all_there() -> bool:
+                return len([i async for i in iwd.iter_emails(mailbox_id="slow")]) == 20
+
+            await wait_for(all_there)
+        finally:
+            await daemon.stop()
+    assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
