@@ -149,9 +149,10 @@ async def test_a_cycle_longer_than_the_interval_makes_the_scheduler_skip_nothing
 ) -> None:
     """A 1 s interval and a cycle of several seconds: the interval job only starts cycles, so
     APScheduler never logs "maximum number of running instances" and all mail arrives once."""
-    for n in range(20):
+    for n in range(24):
         deliver_to_maildir(tmp_path / "slow", make_message(n), f"m{n:02d}")
-    sandbox_iwd.control.faults.set(latency_seconds=0.15, batch_disabled=True)  # ~3 s for the batch
+    # one POST per item, 4 in flight: about 3 s for the batch
+    sandbox_iwd.control.faults.set(latency_seconds=0.5, batch_disabled=True)
     caplog.set_level(logging.INFO, logger="apscheduler")
     settings = settings_for(sandbox_iwd, [box("slow", tmp_path / "slow")], retry=5)
     async with real_client(sandbox_iwd) as iwd:
@@ -160,7 +161,7 @@ async def test_a_cycle_longer_than_the_interval_makes_the_scheduler_skip_nothing
         try:
 
             async def all_there() -> bool:
-                return len([i async for i in iwd.iter_emails(mailbox_id="slow")]) == 20
+                return len([i async for i in iwd.iter_emails(mailbox_id="slow")]) == 24
 
             await wait_for(all_there)
         finally:
