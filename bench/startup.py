@@ -39,7 +39,9 @@ GIVE_UP_SECONDS = 150.0  # past two intervals something is wrong; the run report
 POLL_SECONDS = 0.01
 
 
-def one_run(server: Dovecot, sandbox: SandboxIWD, n: int, idle: bool, code: Path | None) -> tuple[float, float]:
+def one_run(
+    server: Dovecot, sandbox: SandboxIWD, n: int, idle: bool, code: Path | None
+) -> tuple[float, float]:
     """(seconds to the first item, seconds to the last) for one fresh start-up."""
     user, password = server.add_user()
     server.deliver(user, [sample_message(i) for i in range(n)])

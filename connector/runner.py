@@ -111,13 +111,13 @@ class MailboxRunner:
         """The mailbox lock; an IDLE wait holding it is woken and ends within a round trip."""
         flags = self.flags
         flags.asking += 1
-        flags.polls_asking += polling
+        flags.polls_asking += int(polling)
         flags.wake.set()
         try:
             await self.lock.acquire()
         finally:
             flags.asking -= 1
-            flags.polls_asking -= polling
+            flags.polls_asking -= int(polling)
             if not flags.asking:
                 flags.wake.clear()
         try:
@@ -140,7 +140,7 @@ class MailboxRunner:
         flags.poll_task = asyncio.create_task(self.poll(), name=f"poll:{self.mailbox.id}")
 
     async def poll(self) -> CycleReport | None:
-        """One cycle; every failure becomes status, never an exception to the scheduler.
+        """One cycle; every failure becomes status, never an exception to the caller.
 
         None when nothing ran: paused, stopping, or a poll already waiting for the lock, whose
         cycle starts after this call and so covers it.

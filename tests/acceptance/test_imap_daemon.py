@@ -36,9 +36,7 @@ def wait_for_items(sandbox: SandboxIWD, count: int, within: float) -> None:
     deadline = time.monotonic() + within
     while sandbox.control.store.count_items() < count:
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{sandbox.control.store.count_items()} of {count} items after {within:g} s"
-            )
+            raise AssertionError(f"{sandbox.control.store.count_items()} of {count} items after {within:g} s")
         time.sleep(0.05)
 
 
