@@ -587,3 +587,26 @@ async def test_a_backlog_is_searched_once_and_fetched_batch_by_batch(
         await provider.close()
     assert [int(m.provider_id.split(":")[1]) for m in messages] == list(range(1, 251))
     assert searches == 1
+
+
+async def test_after_a_reconnect_the_rest_of_a_backlog_counts_as_a_change() -> None:
+    """Dovecot restarts while a backlog is half fetched: the wait on the new connection reports a
+    change at once, so the caller's next cycle fetches the rest instead of idling until the interval."""
+    with Dovecot() as server:  # its own server: the restart must not disturb other tests
+        user = server.add_user()
+        server.deliver(user[0], [sample_message(i) for i in range(5)])
+        provider = ImapInboundProvider(mailbox(server, user))
+        try:
+            first = await provider.fetch("INBOX", None, 2)
+            assert first.more
+            server.restart()
+            changed = None
+            for _ in range(2):  # the first call may still meet the dead connection
+                with contextlib.suppress(ProviderUnavailable):
+                    changed = await asyncio.wait_for(provider.wait_for_change("INBOX", 30), 10)
+                    break
+            rest, _ = await drain(provider, "INBOX", first.cursor)
+        finally:
+            await provider.close()
+    assert changed is True
+    assert len(rest) == 3
