@@ -1,10 +1,11 @@
 """The running daemon: one APScheduler job per mailbox, push loops where a provider can push,
 and a clean stop that lets the current message finish and commit.
 
-A slow or failing mailbox never delays the others: each has its own job (max_instances=1,
-coalescing) and its own lock; a global semaphore bounds how many cycles run at once. Mailboxes
-can be added, changed and removed while running (hot reload): a removed or changed mailbox's job
-stops taking new cycles and its in-flight cycle finishes and commits before its connection closes.
+A slow or failing mailbox never delays the others: each has its own job (which only starts a
+cycle in the mailbox's runner, see `connector.runner`) and its own lock; a global semaphore bounds
+how many cycles run at once. Mailboxes can be added, changed and removed while running (hot
+reload): a removed or changed mailbox's job stops taking new cycles and its in-flight cycle
+finishes and commits before its connection closes.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class Daemon:
         assert self.scheduler is not None
         interval = runner.mailbox.poll_interval_seconds
         self.scheduler.add_job(
-            runner.poll,
+            runner.poll_due,
             "interval",
             seconds=interval,
             id=runner.mailbox.id,
@@ -197,7 +198,7 @@ class Daemon:
         if runner is None:
             raise KeyError(mailbox_id)
         tried = delivered = 0
-        async with runner.lock:
+        async with runner.exclusive():
             for entry in await self.store.quarantine_list(mailbox_id):
                 if entry_id is not None and entry.id != entry_id:
                     continue

@@ -1,7 +1,11 @@
 """One mailbox in the running daemon: its lock, its cycles, its push loop, its restart.
 
 Everything that touches the mailbox's connection goes through the runner's lock, so a poll, an
-IDLE wait, a quarantine retry and a watchdog restart never overlap.
+IDLE wait, a quarantine retry and a watchdog restart never overlap. An IDLE wait is the only
+holder that may last a whole interval, so whoever asks for the lock (`exclusive`) wakes it and it
+gives the lock up at once: a due poll goes before IDLE, never behind it. Cycles run in the
+runner's own tasks: the interval job only starts one (`poll_due`), so the scheduler never waits
+behind a cycle, never skips a tick for one still running, and has none to cancel at shutdown.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -71,6 +75,10 @@ class _Flags:
     push_polling: bool = False
     cycle_task: asyncio.Task[object] | None = None
     push_task: asyncio.Task[None] | None = None
+    poll_task: asyncio.Task[CycleReport | None] | None = None  # started by the interval job
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set while someone waits for the lock
+    asking: int = 0  # how many wait for the lock
+    polls_asking: int = 0  # how many of them are polls
 
 
 class MailboxRunner:
@@ -98,11 +106,48 @@ class MailboxRunner:
         self.last_report: CycleReport | None = None
         self.flags = _Flags()
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self, *, polling: bool = False) -> AsyncIterator[None]:
+        """The mailbox lock; an IDLE wait holding it is woken and ends within a round trip."""
+        flags = self.flags
+        flags.asking += 1
+        flags.polls_asking += int(polling)
+        flags.wake.set()
+        try:
+            await self.lock.acquire()
+        finally:
+            flags.asking -= 1
+            flags.polls_asking -= int(polling)
+            if not flags.asking:
+                flags.wake.clear()
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    async def poll_due(self) -> None:
+        """The interval job: starts a cycle in the runner's own task and returns at once.
+
+        A cycle already running or waiting covers this tick. Nothing here blocks, so APScheduler
+        never finds the previous run still going, and a stop has no scheduler job to cancel.
+        """
+        flags = self.flags
+        if flags.closing or flags.paused or self.sync.stop.is_set():
+            return
+        running = flags.poll_task is not None and not flags.poll_task.done()
+        if running or flags.cycle_task is not None or flags.polls_asking:
+            return
+        flags.poll_task = asyncio.create_task(self.poll(), name=f"poll:{self.mailbox.id}")
+
     async def poll(self) -> CycleReport | None:
-        """One cycle; every failure becomes status, never an exception to the scheduler."""
-        if self.flags.closing or self.flags.paused:
+        """One cycle; every failure becomes status, never an exception to the caller.
+
+        None when nothing ran: paused, stopping, or a poll already waiting for the lock, whose
+        cycle starts after this call and so covers it.
+        """
+        if self.flags.closing or self.flags.paused or self.sync.stop.is_set() or self.flags.polls_asking:
             return None
-        async with self.lock, self.slots:
+        async with self.exclusive(polling=True), self.slots:
             if self.sync.stop.is_set() or self.flags.closing or self.flags.paused:
                 return None
             self.flags.cycle_task = asyncio.current_task()
@@ -150,12 +195,20 @@ class MailboxRunner:
         return report
 
     async def push_loop(self) -> None:
-        """Waits for the server to announce mail, then polls at once; the interval job is the safety net."""
+        """Catches up with one cycle, then waits for the server to announce mail and polls at once;
+        the interval job is the safety net.
+
+        The cycle comes first (after start-up and after a watchdog restart, which starts a new
+        loop): IDLE only reports mail that arrives while it runs, so mail already waiting would
+        otherwise wait for the next interval. After a lost connection the provider reports a
+        change on its new one, so the same holds after a reconnect.
+        """
         provider = self.provider
         if not isinstance(provider, PushCapable):
             return
         timeout = min(self.mailbox.poll_interval_seconds, MAX_IDLE_SECONDS)
         folder = self.mailbox.folders[0]
+        await self._push_poll()
         while not self.sync.stop.is_set() and not self.flags.closing:
             if self.flags.paused:
                 with contextlib.suppress(TimeoutError):
@@ -163,18 +216,21 @@ class MailboxRunner:
                 continue
             try:
                 async with self.lock:
-                    changed = await provider.wait_for_change(folder, timeout)
+                    changed = await provider.wait_for_change(folder, timeout, wake=self.flags.wake)
             except ConnectorError as exc:
                 self.log.debug("push_wait_failed", error=str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.sync.stop.wait(), PUSH_RETRY_SECONDS)
                 continue
             if changed:
-                self.flags.push_polling = True
-                try:
-                    await self.poll()
-                finally:
-                    self.flags.push_polling = False
+                await self._push_poll()
+
+    async def _push_poll(self) -> None:
+        self.flags.push_polling = True
+        try:
+            await self.poll()
+        finally:
+            self.flags.push_polling = False
 
     def start_push(self) -> None:
         if isinstance(self.provider, PushCapable) and not (
