@@ -23,7 +23,7 @@ from rich.table import Table
 
 from connector.config import ConnectorSettings, load_config
 from connector.errors import ConfigError, ConnectorError
-from connector.store.types import LedgerState, QuarantineEntry, Store
+from connector.store.types import QuarantineEntry, Store
 
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file")]
@@ -151,9 +151,7 @@ async def _offline_status(settings: ConnectorSettings) -> dict[str, Any]:
     async with _store(settings) as store:
         boxes = []
         for box in settings.mailboxes:
-            delivered = sum(
-                [await store.ledger_count(box.id, s) for s in (LedgerState.DELIVERED, LedgerState.ACTED)]
-            )
+            delivered = await store.ledger_count_items(box.id)
             quarantined = await store.quarantine_count(box.id)
             unknown = {
                 "state": "unknown",

@@ -28,7 +28,7 @@ NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
         (Throttled("slow down", retry_after_seconds=5), MailboxState.THROTTLED),
         (IWDUnavailable("down"), MailboxState.DEGRADED),
         (StoreError("locked"), MailboxState.DEGRADED),
-        (ProviderUnavailable("refused"), MailboxState.ERROR),
+        (ProviderUnavailable("refused"), MailboxState.DEGRADED),  # an outage, like IWD's
         (FolderMissing("gone"), MailboxState.ERROR),
         (ConfigError(["bad"]), MailboxState.ERROR),
         (RuntimeError("bug"), MailboxState.ERROR),
