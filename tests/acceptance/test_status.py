@@ -70,7 +70,7 @@ async def test_dovecot_stopped_is_degraded_in_iwd_after_ok(sandbox_iwd: SandboxI
         user, password = server.add_user()
         server.deliver(user, [sample_message(1)])
         settings = settings_for(sandbox_iwd, [imap_box(server, user, password, "flaky")])
-        async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd) as rig:
+        async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd):
 
             async def ok_with_item() -> bool:
                 status = (iwd_mailbox(sandbox_iwd, "flaky") or {}).get("status") or {}
