@@ -23,6 +23,7 @@ from connector.iwd.transport import RequestObserver
 from connector.status import Peer
 
 PUSH_PROBE_SECONDS = 1.0  # how often a push loop whose connection was lost looks again
+CONFLICT = 409
 
 
 class PeerWatcher(Protocol):
@@ -52,6 +53,8 @@ def observe_iwd(method: str, path: str, status: int | None, seconds: float, erro
     if current is None:
         return
     mailbox_id, watcher = current
+    if error is None and status == CONFLICT:
+        return  # a concurrent request holds the key: IWD is up, the retry will tell
     if error is None and status is not None and not is_transient_status(status):
         watcher.peer_answered(mailbox_id, Peer.IWD)  # IWD answered (a 4xx is about the request)
         return
