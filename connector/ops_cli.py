@@ -124,7 +124,7 @@ def status_table(doc: dict[str, Any]) -> Table:
         lag = inbound.get("lagSeconds")
         table.add_row(
             box["mailboxId"] + (" (paused)" if box.get("paused") else ""),
-            inbound["state"],
+            _state(inbound),
             outbound["state"],
             _ago(inbound.get("lastSuccessAt")),
             "-" if lag is None else f"{lag:.1f} s",
@@ -134,6 +134,14 @@ def status_table(doc: dict[str, Any]) -> Table:
             f"{err['code']}: {err['message']}" if err else "-",
         )
     return table
+
+
+def _state(direction: dict[str, Any]) -> str:
+    """The state, and for an outage whose it is and since when: `degraded (iwd since 12 s ago)`."""
+    err = direction.get("lastError") or {}
+    if direction["state"] == "degraded" and err.get("peer"):
+        return f"{direction['state']} ({err['peer']} since {_ago(err.get('since'))})"
+    return str(direction["state"])
 
 
 @contextlib.asynccontextmanager
