@@ -17,6 +17,7 @@ from typing import Any
 
 from connector.errors import (
     AuthFailed,
+    CertificateRejected,
     IWDUnavailable,
     ProviderUnavailable,
     StoreError,
@@ -48,7 +49,7 @@ def peer_of(exc: BaseException) -> Peer | None:
         return Peer.IWD
     if isinstance(exc, StoreError):
         return Peer.STORE
-    if isinstance(exc, ProviderUnavailable):
+    if isinstance(exc, ProviderUnavailable) and not isinstance(exc, CertificateRejected):
         return Peer.MAIL_SERVER
     return None
 

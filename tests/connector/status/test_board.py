@@ -8,6 +8,7 @@ import pytest
 
 from connector.errors import (
     AuthFailed,
+    CertificateRejected,
     ConfigError,
     ConnectorError,
     FolderMissing,
@@ -31,6 +32,7 @@ NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
         (IWDUnavailable("down"), MailboxState.DEGRADED),
         (StoreError("locked"), MailboxState.DEGRADED),
         (ProviderUnavailable("refused"), MailboxState.DEGRADED),  # an outage, like IWD's
+        (CertificateRejected("untrusted CA"), MailboxState.ERROR),  # a fix, not an outage
         (FolderMissing("gone"), MailboxState.ERROR),
         (ConfigError(["bad"]), MailboxState.ERROR),
         (RuntimeError("bug"), MailboxState.ERROR),
