@@ -262,8 +262,8 @@ class MailboxRunner:
 
     async def _probe_until_answered(self, folder: str) -> None:
         """A short look at the folder (no IDLE) every PUSH_PROBE_SECONDS while the mail server is
-        down; the first that works makes the mailbox ok again. Connects are paced by the
-        provider's own reconnect backoff."""
+        down; the first that works makes the mailbox ok again, and the cycle that follows picks up
+        what came meanwhile. Connects are paced by the provider's own reconnect backoff."""
         provider = self.provider
         assert isinstance(provider, PushCapable)
         while not (self.sync.stop.is_set() or self.flags.closing or self.flags.paused):
@@ -271,13 +271,15 @@ class MailboxRunner:
                 await asyncio.wait_for(self.sync.stop.wait(), PUSH_PROBE_SECONDS)
             try:
                 async with self.lock:
-                    await provider.wait_for_change(folder, 0.0)
+                    changed = await provider.wait_for_change(folder, 0.0)
             except ConnectorError as exc:
                 if peer_of(exc) is Peer.MAIL_SERVER:
                     continue
                 self.events.peer_failed(self.mailbox.id, exc)  # e.g. refused credentials
                 return
             self.events.peer_answered(self.mailbox.id, Peer.MAIL_SERVER)
+            if changed:  # a new connection: catch up with what came during the outage
+                await self._push_poll()
             return
 
     def start_push(self) -> None:
