@@ -23,7 +23,14 @@ from connector.sandbox import SandboxIWD
 from connector.store.types import Store
 from providers.maildir import deliver_to_maildir
 from tests.acceptance.browser import CHROMIUM, Browser
-from tests.acceptance.status_rig import Running, maildir_box, running, settings_for, wait_for
+from tests.acceptance.status_rig import (
+    FAST_STATUS,
+    Running,
+    maildir_box,
+    running,
+    settings_for,
+    wait_for,
+)
 from tests.mailfactory import make_message
 from tests.peers.dovecot import Dovecot, sample_message
 from tests.peers.sandbox import real_client
@@ -112,8 +119,12 @@ async def open_page(rig: Running) -> AsyncIterator[Browser | None]:
         yield browser
 
 
-def http_with_token() -> dict[str, Any]:
-    return {"host": "127.0.0.1", "port": 0, "token": TOKEN}
+def quiet_watchdog() -> dict[str, Any]:
+    """The admin token, and a watchdog that leaves a cycle retrying IWD alone (it is for hung ones)."""
+    return {
+        "http": {"host": "127.0.0.1", "port": 0, "token": TOKEN},
+        "status": FAST_STATUS | {"stall_min_seconds": 120},
+    }
 
 
 # ----------------------------------------------------------------------------------- IWD
@@ -126,9 +137,7 @@ async def test_iwd_answering_503_is_degraded_at_the_first_failed_call_and_ok_at_
     views long before the 60 s retry budget runs out, backlog counts the mail, ok again at once after."""
     for sub in ("new", "cur", "tmp"):
         (tmp_path / "m" / sub).mkdir(parents=True)
-    settings = settings_for(
-        sandbox_iwd, [maildir_box("busy", tmp_path / "m")], retry=60, http=http_with_token()
-    )
+    settings = settings_for(sandbox_iwd, [maildir_box("busy", tmp_path / "m")], retry=60, **quiet_watchdog())
     async with (
         real_client(sandbox_iwd, max_retry_seconds=60) as iwd,
         running(settings, store, iwd) as rig,
@@ -164,9 +173,7 @@ async def test_iwd_calls_timing_out_show_degraded_with_the_waiting_backlog(
         deliver_to_maildir(tmp_path / "m", make_message(n), f"m{n}")
     sandbox_iwd.control.faults.set(latency_seconds=SLOW_SECONDS)
     fault_began = time.monotonic()
-    settings = settings_for(
-        sandbox_iwd, [maildir_box("slow", tmp_path / "m")], retry=60, http=http_with_token()
-    )
+    settings = settings_for(sandbox_iwd, [maildir_box("slow", tmp_path / "m")], retry=60, **quiet_watchdog())
     async with (
         real_client(sandbox_iwd, max_retry_seconds=60, timeout_seconds=1.0) as iwd,
         running(settings, store, iwd) as rig,
@@ -236,7 +243,7 @@ async def test_dovecot_killed_under_idle_is_degraded_and_logged_once_then_ok_whe
     """Dovecot is SIGKILLed while the mailbox sits in IDLE: degraded naming the mail server in all
     three views within the bound, one warning for it; restarted: ok within the bound, one info."""
     user, password = dovecot.add_user()
-    settings = settings_for(sandbox_iwd, [idle_box(dovecot, user, password, "idler")], http=http_with_token())
+    settings = settings_for(sandbox_iwd, [idle_box(dovecot, user, password, "idler")], **quiet_watchdog())
     with structlog.testing.capture_logs() as logs:
         async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd) as rig:
             await _pushed_delivery(rig, dovecot, user, "idler")
