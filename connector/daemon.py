@@ -31,7 +31,7 @@ from connector.runner import (
 )
 from connector.services import Service
 from connector.status import MailboxState, StatusBoard
-from connector.store.types import LedgerState, Store
+from connector.store.types import Store
 
 log = structlog.get_logger("connector.daemon")
 
@@ -105,14 +105,10 @@ class Daemon:
             return None
 
     async def _seed(self, mailbox_id: str) -> None:
-        """deliveredTotal and quarantine size from the store, so they survive restarts."""
+        """deliveredTotal and quarantine size from the store, so they survive restarts.
+        deliveredTotal counts IWD items, not ledger rows (aliases share their first copy's item)."""
         try:
-            total = sum(
-                [
-                    await self.store.ledger_count(mailbox_id, s)
-                    for s in (LedgerState.DELIVERED, LedgerState.ACTED)
-                ]
-            )
+            total = await self.store.ledger_count_items(mailbox_id)
             quarantined = await self.store.quarantine_count(mailbox_id)
         except ConnectorError as exc:
             log.warning("status_seed_failed", mailbox=mailbox_id, error=str(exc))

@@ -22,8 +22,9 @@ import structlog
 from connector.config import MailboxSettings
 from connector.errors import ConnectorError
 from connector.metrics import ConnectorMetrics
+from connector.peer_calls import PUSH_PROBE_SECONDS, watched
 from connector.pipeline import CycleReport, MailboxSync, cycle_summary
-from connector.status import MailboxState, StatusBoard, error_code
+from connector.status import MailboxState, Peer, StatusBoard, error_code, peer_of
 from providers.base import InboundProvider, PushCapable
 
 log = structlog.get_logger("connector.daemon")
@@ -38,7 +39,8 @@ ProviderFactory = Callable[[MailboxSettings], InboundProvider]
 
 @dataclass
 class _CycleEvents:
-    """Feeds status and metrics per message (pipeline.SyncEvents) and counts this cycle's backlog."""
+    """Feeds status and metrics as things happen (pipeline.SyncEvents, peer_calls.PeerWatcher):
+    per message, per batch for the backlog, and per failed or answered call to a peer."""
 
     board: StatusBoard
     metrics: ConnectorMetrics
@@ -50,17 +52,37 @@ class _CycleEvents:
         self.seen += count
         if count:
             self.last_progress = time.monotonic()
+            self.board.set_inbound_backlog(mailbox_id, self.backlog)
+
+    def settled(self, mailbox_id: str, count: int) -> None:
+        self.done += count
+        self.board.set_inbound_backlog(mailbox_id, self.backlog)
 
     def delivered(self, mailbox_id: str, lag_seconds: float | None) -> None:
-        self.done += 1
         self.last_progress = time.monotonic()
         self.board.inbound_delivered(mailbox_id, lag_seconds)
         self.metrics.item_delivered(mailbox_id, lag_seconds)
 
     def quarantined(self, mailbox_id: str) -> None:
-        self.done += 1
         self.last_progress = time.monotonic()
         self.metrics.quarantined.labels(mailbox_id).inc()
+
+    def peer_failed(self, mailbox_id: str, error: ConnectorError) -> None:
+        """A failed call: the state changes now (logged once), not when the cycle gives up."""
+        if self.board.inbound_fault(mailbox_id, datetime.now(UTC), error):
+            last = self.board.get(mailbox_id).inbound.last_error
+            log.warning(
+                "mailbox_state",
+                mailbox=mailbox_id,
+                state=self.board.get(mailbox_id).inbound.state.value,
+                peer=last.peer.value if last and last.peer else None,
+                error=str(error),
+                code=error.code,
+            )
+
+    def peer_answered(self, mailbox_id: str, peer: Peer) -> None:
+        if self.board.inbound_peer_answered(mailbox_id, peer):
+            log.info("mailbox_state", mailbox=mailbox_id, state=MailboxState.OK.value, peer=peer.value)
 
     @property
     def backlog(self) -> int:
@@ -167,17 +189,19 @@ class MailboxRunner:
         self.events.seen = self.events.done = 0
         self.board.inbound_polled(self.mailbox.id, started)
         try:
-            report = await self.sync.run_cycle()
+            with watched(self.mailbox.id, self.events):  # its IWD calls turn the state at once
+                report = await self.sync.run_cycle()
         except Exception as exc:  # a bug in one mailbox must not stop the others
             self.metrics.cycle_finished(self.mailbox.id, time.monotonic() - clock, error_code(exc))
-            self.board.get(self.mailbox.id).inbound.backlog = self.events.backlog
             changed = self.board.inbound_failed(self.mailbox.id, datetime.now(UTC), exc)
             if not isinstance(exc, ConnectorError):
                 self.log.exception("cycle_crashed")
             elif changed:
+                last = self.board.get(self.mailbox.id).inbound.last_error
                 self.log.warning(
                     "mailbox_state",
                     state=self.board.get(self.mailbox.id).inbound.state.value,
+                    peer=last.peer.value if last and last.peer else None,
                     error=str(exc),
                     code=exc.code,
                 )
@@ -218,9 +242,13 @@ class MailboxRunner:
                 async with self.lock:
                     changed = await provider.wait_for_change(folder, timeout, wake=self.flags.wake)
             except ConnectorError as exc:
-                self.log.debug("push_wait_failed", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.sync.stop.wait(), PUSH_RETRY_SECONDS)
+                # a lost IDLE connection is an outage like a failed poll: shown now, logged once
+                self.events.peer_failed(self.mailbox.id, exc)
+                if peer_of(exc) is Peer.MAIL_SERVER:
+                    await self._probe_until_answered(folder)  # ok again as soon as the server is
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.sync.stop.wait(), PUSH_RETRY_SECONDS)
                 continue
             if changed:
                 await self._push_poll()
@@ -231,6 +259,28 @@ class MailboxRunner:
             await self.poll()
         finally:
             self.flags.push_polling = False
+
+    async def _probe_until_answered(self, folder: str) -> None:
+        """A short look at the folder (no IDLE) every PUSH_PROBE_SECONDS while the mail server is
+        down; the first that works makes the mailbox ok again, and the cycle that follows picks up
+        what came meanwhile. Connects are paced by the provider's own reconnect backoff."""
+        provider = self.provider
+        assert isinstance(provider, PushCapable)
+        while not (self.sync.stop.is_set() or self.flags.closing or self.flags.paused):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.sync.stop.wait(), PUSH_PROBE_SECONDS)
+            try:
+                async with self.lock:
+                    changed = await provider.wait_for_change(folder, 0.0)
+            except ConnectorError as exc:
+                if peer_of(exc) is Peer.MAIL_SERVER:
+                    continue
+                self.events.peer_failed(self.mailbox.id, exc)  # e.g. refused credentials
+                return
+            self.events.peer_answered(self.mailbox.id, Peer.MAIL_SERVER)
+            if changed:  # a new connection: catch up with what came during the outage
+                await self._push_poll()
+            return
 
     def start_push(self) -> None:
         if isinstance(self.provider, PushCapable) and not (

@@ -5,7 +5,8 @@ no fetch or post-action does (the pipeline fetches after `wait_for_change` retur
 connection is reopened at the start of the next call; a call whose connection the server closed
 midway (Dovecot's `BYE ... inconsistent` after a UIDVALIDITY change, a restart) is retried once on
 a fresh connection, which is safe because fetches are read-only and post-actions idempotent. After
-a failed connect, new attempts wait an exponential backoff (1 s … 60 s) and fail fast meanwhile.
+a failed connect, new attempts wait a backoff (1 s, then 2 s) and fail fast meanwhile; short, so a
+server back from an outage is seen within seconds (a refused connect costs nothing).
 
 A UID the server lists but never returns (an unreadable file behind it, a server bug) would hold
 the folder: the cursor cannot pass it. Such a UID is asked for again on each fetch and counted
@@ -39,7 +40,7 @@ from providers.oauth import IMAP_SCOPE_MICROSOFT, TokenProvider, build_token_pro
 T = TypeVar("T")
 log = logging.getLogger("providers.imap")
 BACKOFF_FIRST_SECONDS = 1.0
-BACKOFF_MAX_SECONDS = 60.0
+BACKOFF_MAX_SECONDS = 2.0
 POLL_SECONDS_WITHOUT_IDLE = 30.0
 
 
