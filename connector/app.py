@@ -19,6 +19,7 @@ from connector.iwd.client import IWDClient
 from connector.logs import SecretRedactor
 from connector.outbox.api import reply_routes
 from connector.outbox.wiring import attach_outbox
+from connector.peer_calls import observe_all, observe_iwd
 from connector.reload import ConfigReloader
 from connector.reporter import StatusReporter
 from connector.services import OneShot
@@ -46,7 +47,7 @@ class Runtime:
     def daemon(self) -> Daemon:
         """The daemon with its services; the HTTP server only when enabled."""
         daemon = Daemon(self.settings, self.store, self.iwd, provider_factory=build_inbound, board=self.board)
-        self.iwd.observer = daemon.metrics.observe_iwd
+        self.iwd.observer = observe_all(daemon.metrics.observe_iwd, observe_iwd)  # metrics, then status
         self.api = ApiContext(self.settings, self.store, self.iwd, self.board, daemon=daemon)
         reloader = ConfigReloader(daemon, self.config_path, redactor=self.redactor)
         self.api.extras.update(metrics=daemon.metrics, reloader=reloader)

@@ -210,6 +210,8 @@ class LastError(_Wire):
     code: NonEmpty
     message: str
     at: Timestamp
+    since: Timestamp | None = None  # when this run of failures began (its first failed call)
+    peer: Literal["iwd", "mail_server", "store"] | None = None  # whose outage it is, if any
 
 
 class DirectionStatus(_Wire):
