@@ -16,6 +16,7 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from connector import delivery
+from connector.activity import Delivery
 from connector.config import MailboxSettings
 from connector.cycle import CycleReport, OnDelivered, SyncEvents
 from connector.errors import ConnectorError, IWDRejected, MessageError, ProviderError
@@ -290,7 +291,15 @@ class BatchDelivery:
         if lag is not None:
             report.max_lag_seconds = max(lag, report.max_lag_seconds or 0.0)
         if self.events is not None:
-            self.events.delivered(self.mailbox.id, lag)
+            detail = Delivery(
+                at=self.clock(),
+                folder=message.folder,
+                subject=work.item.subject if work.item is not None else "",
+                external_id=work.external_id,
+                iwd_id=work.iwd_id,
+                lag_seconds=lag,
+            )
+            self.events.delivered(self.mailbox.id, lag, detail)
         self.log.info(
             "item_delivered",
             folder=message.folder,

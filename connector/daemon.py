@@ -188,8 +188,11 @@ class Daemon:
         self.poll_now(mailbox_id)
         return True
 
-    async def retry_quarantine(self, mailbox_id: str, entry_id: int | None = None) -> tuple[int, int]:
-        """Retries quarantined mail now, under the mailbox's lock; returns (tried, delivered)."""
+    async def retry_quarantine(
+        self, mailbox_id: str, entry_id: int | None = None, *, as_unparseable: bool = False
+    ) -> tuple[int, int]:
+        """Retries quarantined mail now, under the mailbox's lock; returns (tried, delivered).
+        `as_unparseable` delivers it flagged unparseable without converting it again (the console)."""
         runner = self.runners.get(mailbox_id)
         if runner is None:
             raise KeyError(mailbox_id)
@@ -199,7 +202,7 @@ class Daemon:
                 if entry_id is not None and entry.id != entry_id:
                     continue
                 tried += 1
-                delivered += int(await runner.sync.retry_quarantined(entry))
+                delivered += int(await runner.sync.retry_quarantined(entry, as_unparseable=as_unparseable))
             self.board.set_quarantined(mailbox_id, await self.store.quarantine_count(mailbox_id))
         log.info("quarantine_retried", mailbox=mailbox_id, tried=tried, delivered=delivered)
         return tried, delivered

@@ -189,12 +189,12 @@ def status_command(config: ConfigOption) -> None:
 # ---------------------------------------------------------------- quarantine
 
 
-def _summary(raw: bytes) -> dict[str, str]:
+def message_summary(raw: bytes) -> dict[str, str]:
     headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
     return {name: str(headers.get(name, "")) for name in ("From", "Subject", "Date", "Message-ID")}
 
 
-def _size_text(entry: QuarantineEntry) -> str:
+def size_text(entry: QuarantineEntry) -> str:
     text = f"{entry.message.size} bytes"
     if entry.headers_only:
         text += f" (oversize: only the {len(entry.raw)}-byte header block is kept)"
@@ -234,7 +234,7 @@ def quarantine_list(
             e.provider_id,
             str(e.attempts),
             e.first_seen_at.isoformat(timespec="seconds"),
-            _summary(e.raw)["Subject"][:60],
+            message_summary(e.raw)["Subject"][:60],
             e.error[:100],
         )
     out.print(table)
@@ -253,9 +253,9 @@ def quarantine_show(config: ConfigOption, entry_id: Annotated[int, typer.Argumen
         "first seen": entry.first_seen_at.isoformat(),
         "last attempt": entry.last_attempt_at.isoformat(),
         "received": entry.internal_date.isoformat() if entry.internal_date else "unknown",
-        "size": _size_text(entry),
+        "size": size_text(entry),
         "error": entry.error,
-        **_summary(entry.raw),
+        **message_summary(entry.raw),
     }
     for key, value in facts.items():
         out.print(f"[bold]{key}:[/] {value}", highlight=False, markup=True)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Protocol
 
+from connector.activity import ActivityLog
 from connector.errors import ConnectorError, IWDUnavailable
 from connector.iwd.retry import is_transient_status
 from connector.iwd.transport import RequestObserver
@@ -70,5 +71,16 @@ def observe_all(*observers: RequestObserver) -> RequestObserver:
     def observe(method: str, path: str, status: int | None, seconds: float, error: str | None) -> None:
         for observer in observers:
             observer(method, path, status, seconds, error)
+
+    return observe
+
+
+def observe_activity(activity: ActivityLog) -> RequestObserver:
+    """Feeds the console's IWD latency chart: each answered attempt, under the mailbox that made it."""
+
+    def observe(method: str, path: str, status: int | None, seconds: float, error: str | None) -> None:
+        if error is None:
+            current = _current.get()
+            activity.iwd_call(current[0] if current else None, seconds)
 
     return observe

@@ -219,16 +219,19 @@ class MailboxSync:
                 held.add((entry.folder, entry.provider_id))
         return held
 
-    async def retry_quarantined(self, entry: QuarantineEntry, report: CycleReport | None = None) -> bool:
+    async def retry_quarantined(
+        self, entry: QuarantineEntry, report: CycleReport | None = None, *, as_unparseable: bool = False
+    ) -> bool:
         """Converts the kept message again, with the metadata it was fetched with (so receivedAt,
-        size and the oversize flag are the server's, not the retry's); True once IWD holds it."""
+        size and the oversize flag are the server's, not the retry's); True once IWD holds it.
+        `as_unparseable`: a person chose to deliver it now, flagged, with the raw .eml attached."""
         report = report or CycleReport(self.mailbox.id)
         message = entry.message
 
         def last_resort(error: str) -> EmailItem:
             return unparseable_item(entry.raw, error, size=message.size, headers_only=message.headers_only)
 
-        if entry.attempts >= self.quarantine_max_attempts:
+        if as_unparseable or entry.attempts >= self.quarantine_max_attempts:
             # out of attempts, whether conversion failed or IWD kept refusing the item: a person
             # still gets the mail, flagged unparseable with the raw .eml attached
             item = last_resort(entry.error)

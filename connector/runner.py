@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from connector.activity import Delivery
 from connector.config import MailboxSettings
 from connector.errors import ConnectorError
 from connector.metrics import ConnectorMetrics
@@ -58,9 +59,11 @@ class _CycleEvents:
         self.done += count
         self.board.set_inbound_backlog(mailbox_id, self.backlog)
 
-    def delivered(self, mailbox_id: str, lag_seconds: float | None) -> None:
+    def delivered(self, mailbox_id: str, lag_seconds: float | None, detail: Delivery | None = None) -> None:
         self.last_progress = time.monotonic()
         self.board.inbound_delivered(mailbox_id, lag_seconds)
+        if detail is not None:
+            self.board.activity.delivered(mailbox_id, detail)
         self.metrics.item_delivered(mailbox_id, lag_seconds)
 
     def quarantined(self, mailbox_id: str) -> None:

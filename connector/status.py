@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.activity import ActivityLog
 from connector.errors import (
     AuthFailed,
     CertificateRejected,
@@ -96,6 +97,7 @@ class LastError:
     at: datetime
     since: datetime | None = None
     peer: Peer | None = None
+    context: dict[str, Any] = field(default_factory=dict)  # folder, uid, request id (console only)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,7 +135,12 @@ class DirectionStatus:
         if peer is not None:
             since = self.peers_down.setdefault(peer, at)
         self.last_error = LastError(
-            code=error_code(exc), message=sanitize(str(exc)), at=at, since=since, peer=peer
+            code=error_code(exc),
+            message=sanitize(str(exc)),
+            at=at,
+            since=since,
+            peer=peer,
+            context={k: str(v) for k, v in getattr(exc, "context", {}).items()},
         )
         if paused or (not settle and peer is not None and self.state not in _OUTAGE_STATES):
             return False
@@ -203,6 +210,7 @@ class StatusBoard:
         self._boxes: dict[str, MailboxStatus] = {}
         self.version = 0
         self.changed = asyncio.Event()
+        self.activity = ActivityLog()  # recent deliveries, errors, state changes (the console)
 
     def touch(self) -> None:
         """Tells readers something changed (writers outside this module may call it too)."""
@@ -224,6 +232,7 @@ class StatusBoard:
 
     def remove(self, mailbox_id: str) -> None:
         if self._boxes.pop(mailbox_id, None) is not None:
+            self.activity.forget(mailbox_id)
             self.touch()
 
     # ------------------------------------------------------------ inbound

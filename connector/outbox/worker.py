@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from connector.config import ConnectorSettings, MailboxSettings
-from connector.errors import ConnectorError, SendRejected
+from connector.errors import ConnectorError, SendRejected, StoreError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient
 from connector.outbox.compose import new_message_id
@@ -149,6 +149,19 @@ class OutboxWorker:
         if entry is not None:
             log.info("reply_requeued", reply_id=reply_id)
             self.wake()
+        return entry
+
+    async def mark_sent(self, reply_id: str) -> OutboxEntry | None:
+        """A person found an uncertain reply at the customer's end: `sent`, never sent again."""
+        now = self.clock()
+        try:
+            entry = await self.outbox.outbox_finish(
+                reply_id, OutboxState.SENT, now=now, sent_at=now, expected=OutboxState.UNCERTAIN
+            )
+        except StoreError:  # no such reply, or it is not uncertain (OutboxConflict)
+            return None
+        log.info("reply_marked_sent", reply_id=reply_id)
+        self.wake()  # reports the new state to IWD
         return entry
 
     async def pull_iwd_queue(self) -> int:
