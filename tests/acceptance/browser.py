@@ -137,3 +137,27 @@ class Browser:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
+
+    def viewport(self, width: int, height: int) -> None:
+        """Emulates a screen this wide (390: a phone on call; 1280: a laptop)."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=width < 700,
+        )
+
+    def screenshots(self, stem: str, out_dir: str, *, ready: str = "true") -> list[str]:
+        """`<stem>-390.png` and `<stem>-1280.png`, each taken once the page re-rendered at that width."""
+        written = []
+        for width, height in ((390, 844), (1280, 800)):
+            self.viewport(width, height)
+            self.wait_for(ready)
+            path = os.path.join(out_dir, f"{stem}-{width}.png")
+            data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]
+            with open(path, "wb") as f:
+                f.write(base64.b64decode(data))
+            written.append(path)
+        self.viewport(1280, 800)
+        return written
