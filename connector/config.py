@@ -289,7 +289,6 @@ def _secret_ref(value: str) -> str:
     return value
 
 
-
 class ReloadSettings(_Model):
     """Hot reload of mailboxes: on SIGHUP, when the file changes, or (source iwd) from IWD."""
 

@@ -123,9 +123,11 @@ class Browser:
         raise AssertionError(f"page never satisfied: {expression}")
 
     def click(self, selector: str) -> None:
-        """A real mouse press and release at the element's centre, as a person would click."""
+        """A real mouse press and release at the element's centre (scrolled into view first), as a
+        person would click."""
         box = self.evaluate(
-            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
             " return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()"
         )
         for kind in ("mousePressed", "mouseReleased"):
