@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from connector.models import PostAction
-from connector.secrets import expand_env, is_secret_key, resolve_secret
+from connector.secrets import expand_env, is_secret_key, resolve_optional
 
 DEFAULT_POLL_SECONDS = 60
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -29,7 +29,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 
 def _secret(value: Any) -> Any:
     if isinstance(value, str):
-        return resolve_secret(value)
+        return resolve_optional(value)
     return value
 
 

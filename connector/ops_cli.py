@@ -23,6 +23,7 @@ from rich.table import Table
 
 from connector.config import ConnectorSettings, load_config
 from connector.errors import ConfigError, ConnectorError
+from connector.secrets import UNRESOLVED, secrets_optional
 from connector.store.types import QuarantineEntry, Store
 
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -35,9 +36,14 @@ quarantine_app = typer.Typer(
 )
 
 
-def load_settings(path: Path) -> ConnectorSettings:
-    """The configuration, or exit 2 with the message naming file and field (shared by every command)."""
+def load_settings(path: Path, *, read_only: bool = False) -> ConnectorSettings:
+    """The configuration, or exit 2 with the message naming file and field (shared by every command).
+    `read_only` (status, quarantine list/show/export): a secret that cannot be resolved is not an
+    error, since these commands read only the store and the daemon's API."""
     try:
+        if read_only:
+            with secrets_optional():
+                return load_config(path)
         return load_config(path)
     except ConfigError as exc:
         typer.echo(f"configuration error\n{exc}", err=True)
@@ -73,7 +79,7 @@ def daemon_base_url(settings: ConnectorSettings) -> str:
 
 def _daemon(settings: ConnectorSettings) -> httpx.Client:
     headers = {}
-    if settings.http.token is not None:
+    if settings.http.token is not None and settings.http.token.get_secret_value() != UNRESOLVED:
         headers["authorization"] = f"Bearer {settings.http.token.get_secret_value()}"
     return httpx.Client(base_url=daemon_base_url(settings), headers=headers, timeout=5.0, trust_env=False)
 
@@ -144,10 +150,29 @@ def _state(direction: dict[str, Any]) -> str:
     return str(direction["state"])
 
 
+class NoStoreYet(ConnectorError):
+    code = "no_store"
+
+
+def missing_store_file(url: str) -> Path | None:
+    """The SQLite file a URL names when it does not exist (opening it would create an empty one)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
 @contextlib.asynccontextmanager
-async def _store(settings: ConnectorSettings) -> AsyncIterator[Store]:
+async def _store(settings: ConnectorSettings, *, read_only: bool = True) -> AsyncIterator[Store]:
+    """The store; a read creates nothing: a missing SQLite file is NoStoreYet, not a new database."""
     from connector.store import open_store
 
+    missing = missing_store_file(settings.store.url) if read_only else None
+    if missing is not None:
+        raise NoStoreYet(f"no store at {missing} yet (nothing has been delivered or quarantined)")
     store = await open_store(settings.store.url)
     try:
         yield store
@@ -156,6 +181,13 @@ async def _store(settings: ConnectorSettings) -> AsyncIterator[Store]:
 
 
 async def _offline_status(settings: ConnectorSettings) -> dict[str, Any]:
+    if missing_store_file(settings.store.url) is not None:  # nothing delivered yet: all zero
+        empty = {"state": "unknown", "backlog": 0, "quarantined": 0, "deliveredTotal": 0}
+        rows = [
+            {"mailboxId": b.id, "inbound": empty, "outbound": {"state": "unknown"}}
+            for b in settings.mailboxes
+        ]
+        return {"running": False, "mailboxes": rows}
     async with _store(settings) as store:
         boxes = []
         for box in settings.mailboxes:
@@ -173,7 +205,7 @@ async def _offline_status(settings: ConnectorSettings) -> dict[str, Any]:
 
 def status_command(config: ConfigOption) -> None:
     """Every mailbox's state, last success, lag, backlog, quarantine and last error (from the daemon)."""
-    settings = load_settings(config)
+    settings = load_settings(config, read_only=True)
     doc = fetch_status(settings)
     if doc is None:
         out.print(
@@ -221,7 +253,10 @@ def quarantine_list(
     mailbox: Annotated[str | None, typer.Option(help="Only this mailbox")] = None,
 ) -> None:
     """Unresolved quarantine entries, oldest first."""
-    settings = load_settings(config)
+    settings = load_settings(config, read_only=True)
+    if missing_store_file(settings.store.url) is not None:
+        out.print(f"quarantine (0): no store at {missing_store_file(settings.store.url)} yet")
+        return
     entries = run_or_exit(_entries(settings, mailbox))
     table = Table(title=f"quarantine ({len(entries)})")
     for column in ("id", "mailbox", "folder", "provider id", "attempts", "first seen", "subject", "error"):
@@ -243,7 +278,7 @@ def quarantine_list(
 @quarantine_app.command("show")
 def quarantine_show(config: ConfigOption, entry_id: Annotated[int, typer.Argument(help="Entry id")]) -> None:
     """One entry: where it came from, why it is held, its main headers."""
-    entry = run_or_exit(_entry(load_settings(config), entry_id))
+    entry = run_or_exit(_entry(load_settings(config, read_only=True), entry_id))
     facts = {
         "id": str(entry.id),
         "mailbox": entry.mailbox_id,
@@ -268,7 +303,7 @@ def quarantine_export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the raw .eml")],
 ) -> None:
     """Writes the message exactly as it was fetched (the raw .eml)."""
-    entry = run_or_exit(_entry(load_settings(config), entry_id))
+    entry = run_or_exit(_entry(load_settings(config, read_only=True), entry_id))
     output.write_bytes(entry.raw)
     out.print(f"wrote {len(entry.raw)} bytes to {output}")
 
