@@ -360,6 +360,7 @@ async function refresh() {
       for (const e of document.querySelectorAll("#view " + focusTag)) if (JSON.stringify(e.dataset) === focusKey) { e.focus({preventScroll: true}); break; }
     }
     document.body.dataset.ready = "1"; document.body.dataset.view = view;
+    if (window.firstRenderMs === undefined) window.firstRenderMs = performance.now();  // bench/console_bench.py
   } catch (e) { document.getElementById("meta").textContent = "cannot read the daemon: " + e; }
   finally { busy = false; }
 }

@@ -119,6 +119,10 @@ async def test_degraded_mailbox_shows_its_cause_and_turns_ok_without_a_reload(
             )
             assert json.loads(states)[-2:] == ["degraded", "ok"]
             await shots(browser, "console-mailbox", f"{inbound} === 'ok'")
+            await js(browser, "location.hash = ''")
+            await until(browser, "document.body.dataset.view === 'overview'")
+            assert await js(browser, "document.querySelectorAll('[data-charts] svg.chart').length") == 3
+            await shots(browser, "console-overview", "!!document.querySelector('[data-charts]')")
 
 
 async def test_quarantined_message_is_shown_downloaded_retried_and_becomes_an_item(
