@@ -283,7 +283,7 @@ async function quarantineView() {
     const more = details("q:" + e.id, "show", det => {
       const s = full[e.id];
       if (!s) { det.appendChild(el("p", "loading…")); return; }
-      det.appendChild(kv([["converter error", s.reason], ["provider id", s.providerId], ["size", s.sizeText]]));
+      det.appendChild(kv([["why it is held", s.reason], ["provider id", s.providerId], ["size", s.sizeText]]));
       det.appendChild(el("h3", "Headers"));
       det.appendChild(el("pre", s.headers.map(h => h[0] + ": " + h[1]).join("\\n")));
       det.appendChild(el("h3", "Raw source" + (s.rawTruncated ? " (first 64 KiB)" : "")));

@@ -95,3 +95,27 @@ async def test_the_mailbox_page_shows_the_configuration_with_every_secret_masked
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_deliver_unparseable_sends_a_held_message_flagged_and_check_reconnects(
+    tmp_path: Path, sandbox_iwd: SandboxIWD, store: Store
+) -> None:
+    """ "Deliver as unparseable" makes a held message an IWD item flagged unparseable at once (no new
+    conversion), and "re-check connection" answers what `check` answers for the mailbox."""
+    settings = settings_for(sandbox_iwd, [box_with_smtp(tmp_path / "a")])
+    raw = make_message(4)
+    async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd) as rig, rig.http() as http:
+        await wait_for(lambda: _true(rig.board.get("a").inbound.last_success_at is not None), what="cycle")
+        entry = await store.quarantine_put("a", RawMessage("INBOX", "q4", raw, len(raw)), "held for a test")
+        response = await http.post(f"/api/v1/quarantine/{entry.id}/deliver-unparseable", headers=ACTION)
+        assert response.json() == {
+            "entry": entry.id,
+            "action": "deliver-unparseable",
+            "tried": 1,
+            "delivered": 1,
+        }
+        (item,) = sandbox_iwd.control.store.recent_items(1)
+        assert item["flags"]["unparseable"] is True
+        assert (await http.get("/api/v1/quarantine")).json() == {"entries": []}
+        checked = (await http.post("/api/v1/mailboxes/a/check", headers=ACTION)).json()
+        assert checked["ok"] is True and checked["action"] == "check"
