@@ -76,9 +76,10 @@ class _Minute:
 
 @dataclass
 class _Seen:
-    inbound: str = ""
-    outbound: str = ""
-    error: LastError | None = None
+    """What the last look saw, per direction: the state and the LastError object (by identity)."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, LastError | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,23 +140,23 @@ class ActivityLog:
     def observe(self, board: StatusBoard, now: datetime | None = None) -> None:
         """Records every state change and new error since the last look (cheap: compares identities)."""
         now = now or datetime.now(UTC)
+        cutoff = now - timedelta(seconds=TIMELINE_SECONDS)
         for status in board.all():
             activity = self.box(status.mailbox_id)
             seen = activity.seen
-            error = status.inbound.last_error
-            if error is not None and error is not seen.error:
-                activity.errors.append(
-                    {"at": error.at.isoformat(), **error.to_json(), "context": dict(error.context)}
-                )
-            seen.error = error
-            for direction, state in (("inbound", status.inbound.state), ("outbound", status.outbound.state)):
-                before = getattr(seen, direction)
-                if state.value != before:
-                    if before:  # the first look only learns the state
-                        cause = None if state.value in _QUIET_STATES else _cause(error)
-                        activity.timeline.append(Change(now, direction, state.value, cause))
-                    setattr(seen, direction, state.value)
-            cutoff = now - timedelta(seconds=TIMELINE_SECONDS)
+            for direction, current in (("inbound", status.inbound), ("outbound", status.outbound)):
+                error, state = current.last_error, current.state.value
+                if error is not None and error is not seen.errors.get(direction):
+                    activity.errors.append(
+                        {"direction": direction, **error.to_json(), "context": dict(error.context)}
+                    )
+                seen.errors[direction] = error
+                before = seen.states.get(direction)
+                if state != before:
+                    if before is not None:  # the first look only learns the state
+                        cause = None if state in _QUIET_STATES else _cause(error)
+                        activity.timeline.append(Change(now, direction, state, cause))
+                    seen.states[direction] = state
             while activity.timeline and activity.timeline[0].at < cutoff:
                 activity.timeline.popleft()
 

@@ -253,7 +253,7 @@ async function mailboxView(id) {
   frag.appendChild(el("h2", "Last hour"));
   frag.appendChild(charts(ch.series[id], "(" + id + ")"));
   frag.appendChild(el("h2", "Last errors"));
-  frag.appendChild(table(["When", "Code", "Message", "Folder", "UID", "IWD request"], d.errors.map(e => add(el("tr"), td("When", when(e.at)), td("Code", e.code), td("Message", e.message, "err"),
+  frag.appendChild(table(["When", "Direction", "Code", "Message", "Folder", "UID", "IWD request"], d.errors.map(e => add(el("tr"), td("When", when(e.at)), td("Direction", e.direction), td("Code", e.code), td("Message", e.message, "err"),
     td("Folder", e.context.folder || "–"), td("UID", e.context.uid || e.context.provider_id || "–"), td("IWD request", e.context.request_id || "–"))), true));
   frag.appendChild(el("h2", "Last 50 deliveries"));
   const dv = table(["When", "Subject", "externalId", "IWD item", "Latency"], d.deliveries.map(x => add(el("tr"), td("When", when(x.at)), td("Subject", x.subject), td("externalId", x.externalId),
