@@ -203,6 +203,8 @@ class OutboxEntry:
     last_error: str | None = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     reported_state: str | None = None  # the state last reported to IWD (origin iwd)
+    claim_owner: str | None = None  # the replica that sends it (r0004); None: unclaimed
+    claim_expires_at: datetime | None = None
 
 
 class OutboxStore(Protocol):
