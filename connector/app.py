@@ -21,6 +21,8 @@ from connector.outbox.api import reply_routes
 from connector.outbox.wiring import attach_outbox
 from connector.reload import ConfigReloader
 from connector.reporter import StatusReporter
+from connector.runtime.identity import replica_identity
+from connector.runtime.wiring import attach_leases
 from connector.status import StatusBoard
 from connector.store import open_store
 from connector.store.types import Store
@@ -47,8 +49,10 @@ class Runtime:
         daemon = Daemon(self.settings, self.store, self.iwd, provider_factory=build_inbound, board=self.board)
         self.iwd.observer = daemon.metrics.observe_iwd
         self.api = ApiContext(self.settings, self.store, self.iwd, self.board, daemon=daemon)
+        identity = replica_identity(self.settings.replicas)
+        manager = attach_leases(daemon, self.store, identity)  # PostgreSQL: several replicas
         reloader = ConfigReloader(daemon, self.config_path, redactor=self.redactor)
-        self.api.extras.update(metrics=daemon.metrics, reloader=reloader)
+        self.api.extras.update(metrics=daemon.metrics, reloader=reloader, replica=identity, leases=manager)
         daemon.services.extend(
             [
                 reloader,
@@ -58,11 +62,20 @@ class Runtime:
                     lambda: daemon.settings.mailboxes,
                     self.settings.status,
                     daemon.metrics,
+                    holds=None if manager is None else manager.holds,
                 ),
                 Watchdog(daemon, self.settings.status),
             ]
         )
-        attach_outbox(daemon, self.store, self.iwd, self.board, self.api)  # replies (issue #5)
+        attach_outbox(  # replies (issue #5), claimed by this replica
+            daemon,
+            self.store,
+            self.iwd,
+            self.board,
+            self.api,
+            replica_id=identity.replica_id,
+            on_refused=None if manager is None else manager.count_refused,
+        )
         if self.settings.http.enabled:
             app = create_api_app(self.api, ROUTE_GROUPS)
             daemon.services.append(ApiServer(app, self.settings.http.host, self.settings.http.port))

@@ -52,7 +52,15 @@ async def _run(
     redactor: SecretRedactor | None = None,
 ) -> int:
     from connector.app import runtime, serve_until_signalled
+    from connector.runtime.sqlite_guard import StoreInUse, sqlite_guard
 
+    guard = sqlite_guard(settings.store.url)  # SQLite: this daemon alone, for its whole life
+    try:
+        if guard is not None:
+            guard.acquire()
+    except StoreInUse as exc:
+        typer.echo(f"{exc.code}: {exc}", err=True)
+        return 2
     try:
         async with runtime(settings, config_path=config_path, redactor=redactor) as rt:
             daemon = rt.daemon()
@@ -64,6 +72,9 @@ async def _run(
     except ConnectorError as exc:
         typer.echo(f"{exc.code}: {exc}", err=True)
         return 1
+    finally:
+        if guard is not None:
+            guard.release()
 
 
 @app.command()

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import structlog
 
 from connector.config import MailboxSettings
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, LeaseLost
 from connector.metrics import ConnectorMetrics
 from connector.pipeline import CycleReport, MailboxSync, cycle_summary
 from connector.status import MailboxState, StatusBoard, error_code
@@ -97,6 +97,8 @@ class MailboxRunner:
         self.log = log.bind(mailbox=mailbox.id)
         self.last_report: CycleReport | None = None
         self.flags = _Flags()
+        # several replicas: told when the database refused a write under this runner's lease
+        self.on_lease_lost: Callable[[str, LeaseLost], None] | None = None
 
     async def poll(self) -> CycleReport | None:
         """One cycle; every failure becomes status, never an exception to the scheduler."""
@@ -123,6 +125,11 @@ class MailboxRunner:
         self.board.inbound_polled(self.mailbox.id, started)
         try:
             report = await self.sync.run_cycle()
+        except LeaseLost as exc:  # another replica has the mailbox now: stop, write nothing more
+            self.flags.closing = True
+            if self.on_lease_lost is not None:
+                self.on_lease_lost(self.mailbox.id, exc)
+            return None
         except Exception as exc:  # a bug in one mailbox must not stop the others
             self.metrics.cycle_finished(self.mailbox.id, time.monotonic() - clock, error_code(exc))
             self.board.get(self.mailbox.id).inbound.backlog = self.events.backlog

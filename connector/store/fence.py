@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,6 +27,13 @@ class Fence:
     mailbox_id: str
     owner: str
     epoch: int
+
+
+@runtime_checkable
+class Fenced(Protocol):
+    """A store that can check its fence without writing (right before a server-side command)."""
+
+    async def fence_check(self, operation: str) -> None: ...
 
 
 def db_now(dialect: str, plus_seconds: float = 0.0) -> Any:

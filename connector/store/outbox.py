@@ -205,17 +205,20 @@ class SqlOutbox:
         async with self._write("outbox_set_phase", reply_id=reply_id) as conn:
             if (await conn.execute(stmt)).rowcount != 1:
                 raise LeaseLost(
-                    "reply claim lost before DATA: another replica may send it", reply_id=reply_id, owner=self.owner
+                    "reply claim lost before DATA: another replica may send it",
+                    reply_id=reply_id,
+                    owner=self.owner,
                 )
 
-    async def outbox_claim_due(self, limit: int = 100) -> list[OutboxEntry]:
-        """Claims up to `limit` due replies that no other replica holds, oldest first; rows
-        another replica is claiming at this moment are skipped (SKIP LOCKED)."""
+    async def outbox_claim_due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
+        """Claims up to `limit` replies due at `now` (the worker's clock, as next_attempt_at was
+        set with it) that no other replica holds, oldest first; rows another replica is claiming
+        at this moment are skipped (SKIP LOCKED). The claim's expiry uses the database's clock."""
         pick = (
             select(outbox.c.id)
             .where(
                 outbox.c.state.in_([s.value for s in OUTBOX_OPEN_STATES]),
-                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= self._now()),
+                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
                 self._claimable(),
             )
             .order_by(outbox.c.created_at, outbox.c.id)
