@@ -215,12 +215,16 @@ class LeaseManager:
             await self.leases.release(self.me, mine)
         self.metrics.held.set(len(self.held))
 
-    async def stop(self) -> None:
-        """A clean stop (after the runners finished): every lease goes back at once."""
-        await self._loop.stop()
+    async def settle(self) -> None:
+        """Waits for handovers and stops of lost mailboxes under way (tests, a clean stop)."""
         for task in [*self._handovers.values(), *self._drops.values()]:
             with contextlib.suppress(Exception):
                 await task
+
+    async def stop(self) -> None:
+        """A clean stop (after the runners finished): every lease goes back at once."""
+        await self._loop.stop()
+        await self.settle()
         try:
             released = await self.leases.leave(self.me)
         except ConnectorError as exc:  # they lapse after the TTL instead

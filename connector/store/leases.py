@@ -37,7 +37,7 @@ class ReplicaRow:
 @dataclass(frozen=True, slots=True)
 class LeaseRow:
     mailbox_id: str
-    owner: str | None  # None: free, or its owner's lease lapsed
+    owner: str | None  # None: free (never taken, released, or its owner's lease lapsed)
     epoch: int
     expires_at: datetime | None
     acquired_at: datetime | None
@@ -153,7 +153,11 @@ class SqlLeases:
         epoch; rows another replica is taking at this moment are skipped (SKIP LOCKED)."""
         if limit <= 0 or not mailbox_ids:
             return []
-        free = or_(mailbox_leases.c.owner.is_(None), mailbox_leases.c.expires_at <= self._now())
+        free = or_(
+            mailbox_leases.c.owner.is_(None),
+            mailbox_leases.c.expires_at.is_(None),  # released
+            mailbox_leases.c.expires_at <= self._now(),  # lapsed
+        )
         pick = (
             select(mailbox_leases.c.mailbox_id, mailbox_leases.c.owner)
             .where(mailbox_leases.c.mailbox_id.in_(list(mailbox_ids)), free)
@@ -193,7 +197,9 @@ class SqlLeases:
         stmt = update(mailbox_leases).where(mailbox_leases.c.owner == owner)
         if mailbox_ids is not None:
             stmt = stmt.where(mailbox_leases.c.mailbox_id.in_(list(mailbox_ids)))
-        result = await conn.execute(stmt.values(owner=None, expires_at=None))
+        # the owner stays, to tell the next holder whom it took over from; no expiry = free
+        stmt = stmt.where(mailbox_leases.c.expires_at.is_not(None)).values(expires_at=None)
+        result = await conn.execute(stmt)
         return int(result.rowcount or 0)
 
     async def leases(self) -> list[LeaseRow]:
