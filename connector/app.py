@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connector.api import ApiContext, ApiServer, create_api_app
@@ -52,7 +53,13 @@ class Runtime:
         identity = replica_identity(self.settings.replicas)
         manager = attach_leases(daemon, self.store, identity)  # PostgreSQL: several replicas
         reloader = ConfigReloader(daemon, self.config_path, redactor=self.redactor)
-        self.api.extras.update(metrics=daemon.metrics, reloader=reloader, replica=identity, leases=manager)
+        self.api.extras.update(
+            metrics=daemon.metrics,
+            reloader=reloader,
+            replica=identity,
+            leases=manager,
+            started_at=datetime.now(UTC),
+        )
         daemon.services.extend(
             [
                 reloader,

@@ -20,8 +20,11 @@ from connector.api.app import ApiContext, error
 from connector.api.browser_auth import ACTION_HEADER as ACTION_HEADER
 from connector.errors import ConnectorError
 from connector.metrics import CONTENT_TYPE, ConnectorMetrics
+from connector.runtime.visibility import add_owners, read_replicas, single_replica_view
+from connector.store.rows import utc_now
 
 STATUS_PATH = "/api/v1/status"
+REPLICAS_PATH = "/api/v1/replicas"
 
 
 def status_document(ctx: ApiContext) -> dict[str, Any]:
@@ -47,7 +50,31 @@ def _metrics(ctx: ApiContext) -> ConnectorMetrics | None:
 
 def admin_routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     async def status(_: Request) -> Response:
-        return JSONResponse(status_document(ctx), headers={"cache-control": "no-store"})
+        doc = status_document(ctx)
+        configured = [row["mailboxId"] for row in doc["mailboxes"]]
+        if ctx.daemon is not None:
+            configured = [b.id for b in ctx.daemon.settings.mailboxes]
+        doc["mailboxes"] = await add_owners(
+            doc["mailboxes"], configured, ctx.extras.get("leases"), ctx.extras.get("replica")
+        )
+        return JSONResponse(doc, headers={"cache-control": "no-store"})
+
+    async def replicas(_: Request) -> Response:
+        manager = ctx.extras.get("leases")
+        identity = ctx.extras.get("replica")
+        if manager is not None:
+            try:
+                return JSONResponse(
+                    await read_replicas(manager.leases), headers={"cache-control": "no-store"}
+                )
+            except ConnectorError as exc:
+                return error(503, exc.code, f"cannot read the replicas: {exc}")
+        if identity is None or ctx.daemon is None:
+            return error(503, "not_running", "the daemon is not running")
+        view = single_replica_view(
+            identity, ctx.extras.get("started_at", utc_now()), list(ctx.daemon.runners)
+        )
+        return JSONResponse(view, headers={"cache-control": "no-store"})
 
     async def page(_: Request) -> Response:
         return HTMLResponse(
@@ -119,6 +146,7 @@ def admin_routes(ctx: ApiContext) -> Sequence[BaseRoute]:
 
     return [
         Route(STATUS_PATH, status, methods=["GET"]),
+        Route(REPLICAS_PATH, replicas, methods=["GET"]),
         Route("/admin", page, methods=["GET"]),
         Route("/", root, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

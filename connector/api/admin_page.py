@@ -31,7 +31,7 @@ button{margin:0 .2rem .2rem 0;font:inherit;padding:.1rem .45rem;cursor:pointer}
 <div id="notice" role="status"></div>
 <table><thead><tr>
 <th>Mailbox</th><th>Inbound</th><th>Outbound</th><th>Last success</th><th>Lag</th><th>Backlog</th>
-<th>Quarantine</th><th>Delivered</th><th>Last error</th><th>Actions</th>
+<th>Quarantine</th><th>Delivered</th><th>Last error</th><th>Owner</th><th>Actions</th>
 </tr></thead><tbody id="rows"></tbody></table>
 <script>
 "use strict";
@@ -95,8 +95,11 @@ async function refresh() {
     tr.appendChild(el("td", i.quarantined));
     tr.appendChild(el("td", i.deliveredTotal));
     tr.appendChild(el("td", i.lastError ? i.lastError.code + ": " + i.lastError.message + " (" + ago(i.lastError.at) + ")" : "–", "err"));
+    const owner = el("td", m.owner || "–", "owner");
+    if (m.leaseExpiresAt) owner.title = "lease until " + new Date(m.leaseExpiresAt).toLocaleTimeString();
+    tr.appendChild(owner);
     const acts = el("td");
-    if (!m.running) { acts.textContent = "not running"; tr.appendChild(acts); frag.appendChild(tr); continue; }
+    if (!m.running) { acts.textContent = m.owner ? "runs elsewhere" : "not running"; tr.appendChild(acts); frag.appendChild(tr); continue; }
     acts.appendChild(button(m.mailboxId, "poll", "poll now"));
     acts.appendChild(m.paused ? button(m.mailboxId, "resume", "resume") : button(m.mailboxId, "pause", "pause"));
     if (i.quarantined > 0) acts.appendChild(button(m.mailboxId, "retry-quarantine", "retry quarantine"));
