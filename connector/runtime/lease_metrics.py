@@ -10,6 +10,11 @@ from connector.metrics import PREFIX
 class LeaseMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.held = Gauge(PREFIX + "leases_held", "Mailbox leases this replica holds", registry=registry)
+        self.candidates = Gauge(
+            PREFIX + "lease_candidates",
+            "Mailboxes the replicas share (configured, inbound enabled): sum(leases_held) should equal it",
+            registry=registry,
+        )
         self.takeovers = Counter(
             PREFIX + "lease_takeovers",
             "Mailboxes taken over from another replica (released or lapsed)",

@@ -118,6 +118,7 @@ class LeaseManager:
         async with self._lock:
             started = self.clock()
             candidates = list(self.host.lease_candidates())
+            self.metrics.candidates.set(len(candidates))
             if frozenset(candidates) != self._ensured:
                 await self.leases.ensure(candidates)
                 self._ensured = frozenset(candidates)
