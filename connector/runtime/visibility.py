@@ -25,9 +25,9 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def placeholder_row(mailbox_id: str) -> dict[str, Any]:
-    """A configured mailbox this replica does not run: its state is known to its owner."""
-    inbound = {
+def unknown_inbound() -> dict[str, Any]:
+    """The inbound side of a mailbox another replica runs: its owner knows its state."""
+    return {
         "state": "unknown",
         "backlog": 0,
         "quarantined": 0,
@@ -36,11 +36,15 @@ def placeholder_row(mailbox_id: str) -> dict[str, Any]:
         "lagSeconds": None,
         "lastError": None,
     }
+
+
+def placeholder_row(mailbox_id: str) -> dict[str, Any]:
+    """A configured mailbox this replica does not run and has no status of."""
     return {
         "mailboxId": mailbox_id,
         "paused": False,
         "running": False,
-        "inbound": inbound,
+        "inbound": unknown_inbound(),
         "outbound": {"state": "unknown"},
     }
 
@@ -67,6 +71,8 @@ async def add_owners(
     shown = {row["mailboxId"] for row in rows}
     rows = rows + [placeholder_row(m) for m in configured if m not in shown]
     for row in rows:
+        if not row.get("running"):  # its inbound status here is stale or never was
+            row["inbound"] = unknown_inbound()
         lease = leases.get(row["mailboxId"])
         row["owner"] = lease.owner if lease is not None else None
         row["leaseExpiresAt"] = _iso(lease.expires_at) if lease is not None else None
