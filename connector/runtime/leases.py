@@ -126,6 +126,8 @@ class LeaseManager:
             renewed = await self.leases.renew(self.me, self.ttl)
             self._valid_until = started + self.ttl
             gone = [m for m, f in self.held.items() if renewed.get(m) != f.epoch]
+            for mailbox_id in gone:  # the renewal is a fenced write too, and it was refused
+                self.metrics.fenced.labels(mailbox_id).inc()
             if gone:
                 self._lose(gone, "not renewed: the lease lapsed or was taken over")
             unknown = [m for m in renewed if m not in self.held]  # e.g. a restart with a fixed id
