@@ -300,6 +300,8 @@ class OutboxWorker:
         self._wake.set()
 
     async def start(self) -> None:
+        if self.exclusive:  # alone on the store: claims left by an earlier process bind nobody
+            await self.outbox.outbox_release_claims(everyone=True)
         await self.recover()
         self._task = asyncio.create_task(self._loop(), name="outbox")
 

@@ -278,13 +278,13 @@ class SqlOutbox:
         async with self._write("outbox_renew_claims", owner=self.owner) as conn:
             return int((await conn.execute(stmt)).rowcount or 0)
 
-    async def outbox_release_claims(self) -> int:
-        """Hands back claimed replies this replica did not get to (still queued or retrying)."""
-        stmt = (
-            update(outbox)
-            .where(self._mine(), outbox.c.state.in_([s.value for s in OUTBOX_OPEN_STATES]))
-            .values(claim_owner=None, claim_expires_at=None)
-        )
+    async def outbox_release_claims(self, *, everyone: bool = False) -> int:
+        """Hands back claimed replies this replica did not get to (still queued or retrying);
+        `everyone`: any replica's (one process alone on its store, at start-up)."""
+        stmt = update(outbox).where(outbox.c.state.in_([s.value for s in OUTBOX_OPEN_STATES]))
+        if not everyone:
+            stmt = stmt.where(self._mine())
+        stmt = stmt.values(claim_owner=None, claim_expires_at=None)
         async with self._write("outbox_release_claims", owner=self.owner) as conn:
             return int((await conn.execute(stmt)).rowcount or 0)
 
