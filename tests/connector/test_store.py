@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import connector.store.lease_tables  # noqa: F401 - registers the lease tables on the metadata
+import connector.store.lease_tables  # registers the lease tables on the metadata (as the next line does)
 import connector.store.outbox_tables  # noqa: F401 - registers the outbox tables on the metadata
 from connector.errors import StoreError
 from connector.models import RawMessage
