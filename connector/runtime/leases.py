@@ -104,14 +104,19 @@ class LeaseManager:
             await self._loop.pause(self.settings.renew_every_seconds)
             if self._loop.stopping.is_set():
                 return
-            try:
-                await self.round()
-            except ConnectorError as exc:
-                log.warning("lease_round_failed", replica=self.me, error=str(exc), code=exc.code)
-                if self.held and self.clock() >= self._valid_until:  # cut off past the TTL
-                    self._lose(list(self.held), "renewal failed past the TTL")
-            except Exception:  # the loop must outlive a bug in one round
-                log.exception("lease_round_crashed", replica=self.me)
+            await self.upkeep()
+
+    async def upkeep(self) -> None:
+        """One round that never raises: cut off from the database past the TTL (on the local
+        clock), this replica stops every mailbox, since it can no longer know it holds them."""
+        try:
+            await self.round()
+        except ConnectorError as exc:
+            log.warning("lease_round_failed", replica=self.me, error=str(exc), code=exc.code)
+            if self.held and self.clock() >= self._valid_until:
+                self._lose(list(self.held), "renewal failed past the TTL")
+        except Exception:  # the loop must outlive a bug in one round
+            log.exception("lease_round_crashed", replica=self.me)
 
     async def round(self) -> None:
         """One upkeep round: heartbeat, renew, lose what lapsed, then move towards the fair share."""

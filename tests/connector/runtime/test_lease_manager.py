@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from connector.config import ReplicaSettings
-from connector.errors import LeaseLost
+from connector.errors import LeaseLost, StoreError
 from connector.runtime.identity import ReplicaIdentity
 from connector.runtime.lease_metrics import LeaseMetrics
 from connector.runtime.leases import LeaseManager
@@ -175,3 +175,36 @@ async def test_upkeep_is_a_few_statements_per_round_whatever_the_mailbox_count(p
     await a.round()
     counter.counting = False
     assert counter.count == 3
+
+
+async def test_a_replica_cut_off_from_the_database_stops_its_mailboxes_after_the_ttl(
+    pg_store: SqlStore,
+) -> None:
+    """Partition: renewals fail; within the TTL the runners go on, past it (local clock) they stop."""
+    a = Replica(pg_store, "a")
+    await a.round()
+    assert len(a.host.running) == 10
+
+    async def unreachable(*_: object, **__: object) -> None:
+        raise StoreError("store replica_heartbeat failed: connection refused")
+
+    a.manager.leases.heartbeat = unreachable  # type: ignore[method-assign]  # the link is cut
+    a.clock.now += 10
+    await a.manager.upkeep()
+    assert len(a.host.running) == 10  # still within the TTL
+    a.clock.now += 25
+    await a.manager.upkeep()
+    await a.manager.settle()
+    assert a.host.running == {} and a.metric("iwd_email_leases_lost_total") == 10
+
+
+async def test_a_refused_write_stops_that_mailbox_once(pg_store: SqlStore) -> None:
+    """The runner reports LeaseLost: the mailbox stops, is counted lost once, refusals counted each."""
+    a = Replica(pg_store, "a")
+    await a.round()
+    a.manager.refused("box-03", LeaseLost("refused"))
+    a.manager.refused("box-03", LeaseLost("refused again"))
+    await a.manager.settle()
+    assert "box-03" not in a.host.running and a.host.dropped == ["box-03"]
+    assert a.metric("iwd_email_leases_lost_total") == 1
+    assert a.metric("iwd_email_fenced_writes_refused_total") == 2
