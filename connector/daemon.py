@@ -84,21 +84,22 @@ class Daemon:
             self.board.set_inbound_state(box.id, MailboxState.DISABLED)
             return None
         provider = self.provider_factory(box)
-        store, stop = self.store, self.stop_event
+        store = self.store
         if fence is not None:  # every write of this runner checks the lease it was started under
             store = getattr(store, "fenced")(fence)  # noqa: B009 - only SqlStore is ever fenced
-            stop = self._mailbox_stops.setdefault(box.id, asyncio.Event())
-            stop.clear()
         sync = MailboxSync(
             box,
             provider,
             store,
             self.iwd,
             quarantine_max_attempts=self.settings.quarantine_max_attempts,
-            stop=stop,
+            stop=self.stop_event,
             crash=self.crash,
             on_delivered=self.on_delivered,
         )
+        if fence is not None:  # a handover lets the current batch finish, then no new one starts
+            sync.wind_down = self._mailbox_stops.setdefault(box.id, asyncio.Event())
+            sync.wind_down.clear()
         runner = MailboxRunner(box, provider, sync, self.board, self.slots, self.metrics)
         if self.leases is not None:
             runner.on_lease_lost = self.leases.refused
@@ -321,8 +322,6 @@ class Daemon:
     async def stop(self) -> None:
         """Current messages finish and commit; nothing new starts; then connections close."""
         self.stop_event.set()
-        for stop in self._mailbox_stops.values():
-            stop.set()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         for service in reversed(self.services):
