@@ -1,4 +1,5 @@
-"""A mailbox handed to another replica finishes the batch it is delivering, then stops."""
+"""A daemon's runners under leases: a handover finishes the batch in flight; a replica paused past
+its TTL writes nothing after waking (no cursor, no post-action, no item) and stops the mailbox."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from connector.models import FetchResult
 from connector.runtime.identity import ReplicaIdentity
 from connector.runtime.wiring import attach_leases
 from connector.sandbox import SandboxIWD
+from connector.store.leases import SqlLeases
 from connector.store.sql import SqlStore
 from providers.fake import FakeInboundProvider
 from tests.acceptance.status_rig import maildir_box, settings_for
+from tests.connector.runtime.pg import lapse
 from tests.mailfactory import make_message
 
 BATCH = 2
@@ -60,3 +63,37 @@ async def test_handover_delivers_and_commits_the_batch_in_flight_then_stops(
     assert await pg_store.get_cursor("mb-1", "INBOX") == "2"
     assert provider.fetches == 1
     assert "mb-1" not in daemon.runners
+
+
+async def test_a_replica_waking_after_its_ttl_writes_nothing_and_stops_the_mailbox(
+    pg_store: SqlStore, sandbox_iwd: SandboxIWD, tmp_path: Path
+) -> None:
+    """Paused mid-fetch past the TTL while replica b took the mailbox: on waking, its first write is
+    refused, so no item, no post-action and no cursor come from it; it stops the mailbox and counts
+    the refusal."""
+    provider = GatedProvider([make_message(n, to="mb-1@example.com") for n in range(6)])
+    settings = settings_for(sandbox_iwd, [maildir_box("mb-1", tmp_path)], replicas={"replica_id": "a"})
+    async with IWDClient(settings.iwd) as iwd:
+        daemon = Daemon(settings, pg_store, iwd, provider_factory=lambda _box: provider)
+        manager = attach_leases(daemon, pg_store, ReplicaIdentity("a", "host-a", 1))
+        assert manager is not None
+        await daemon.start()
+        try:
+            await asyncio.wait_for(provider.fetching.wait(), 15)
+            runner = daemon.runners["mb-1"]
+            await lapse(pg_store, "a")  # the pause outlived the TTL ...
+            (taken,) = await SqlLeases(pg_store).acquire("b", ["mb-1"], 1, 30)  # ... and b took over
+            provider.gate.set()  # SIGCONT: the cycle goes on with what it fetched
+            await runner.poll()  # waits for the cycle in flight, then declines: the runner is closing
+            await manager.settle()
+        finally:
+            await daemon.stop()
+    assert taken.epoch == 2
+    assert sandbox_iwd.control.store.count_items() == 0
+    assert provider.actions == []
+    assert await pg_store.get_cursor("mb-1", "INBOX") is None
+    assert "mb-1" not in daemon.runners
+    refused = daemon.metrics.registry.get_sample_value(
+        "iwd_email_fenced_writes_refused_total", {"mailbox": "mb-1"}
+    )
+    assert refused is not None and refused >= 1
