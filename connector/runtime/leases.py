@@ -109,10 +109,11 @@ class LeaseManager:
     async def upkeep(self) -> None:
         """One round that never raises: cut off from the database past the TTL (on the local
         clock), this replica stops every mailbox, since it can no longer know it holds them."""
-        try:
-            await self.round()
-        except ConnectorError as exc:
-            log.warning("lease_round_failed", replica=self.me, error=str(exc), code=exc.code)
+        try:  # a database that stops answering (a partition) must not hold the round forever
+            await asyncio.wait_for(self.round(), max(self._valid_until - self.clock(), self.ttl / 3))
+        except (ConnectorError, TimeoutError) as exc:
+            code = exc.code if isinstance(exc, ConnectorError) else "timeout"
+            log.warning("lease_round_failed", replica=self.me, error=str(exc) or code, code=code)
             if self.held and self.clock() >= self._valid_until:
                 self._lose(list(self.held), "renewal failed past the TTL")
         except Exception:  # the loop must outlive a bug in one round

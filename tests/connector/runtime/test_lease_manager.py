@@ -3,6 +3,7 @@ a kill, a paused replica that finds its leases gone, and upkeep that stays a few
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -50,14 +51,16 @@ class Clock:
 
 
 class Replica:
-    def __init__(self, store: SqlStore, name: str, mailboxes: Sequence[str] = BOXES) -> None:
+    def __init__(
+        self, store: SqlStore, name: str, mailboxes: Sequence[str] = BOXES, ttl_seconds: float = 30
+    ) -> None:
         self.host = FakeHost(mailboxes)
         self.registry = CollectorRegistry()
         self.clock = Clock()
         self.manager = LeaseManager(
             SqlLeases(store),
             ReplicaIdentity(name, f"host-{name}", 100),
-            ReplicaSettings(lease_ttl_seconds=30),
+            ReplicaSettings(lease_ttl_seconds=ttl_seconds),
             self.host,
             LeaseMetrics(self.registry),
             clock=self.clock,
@@ -208,3 +211,20 @@ async def test_a_refused_write_stops_that_mailbox_once(pg_store: SqlStore) -> No
     assert "box-03" not in a.host.running and a.host.dropped == ["box-03"]
     assert a.metric("iwd_email_leases_lost_total") == 1
     assert a.metric("iwd_email_fenced_writes_refused_total") == 2
+
+
+async def test_a_database_that_stops_answering_does_not_hold_the_mailboxes(pg_store: SqlStore) -> None:
+    """Partition without an error (statements hang): the round gives up when the lease's TTL ends on
+    the local clock, and the replica stops its mailboxes."""
+    a = Replica(pg_store, "a", ttl_seconds=0.3)  # the round's patience is a third of the TTL at least
+    await a.round()
+    a.manager._valid_until = a.clock.now + 0.05  # the last renewal was nearly a TTL ago
+
+    async def hang(*_: object, **__: object) -> None:
+        await asyncio.sleep(3600)
+
+    a.manager.leases.heartbeat = hang  # type: ignore[method-assign]
+    a.clock.now += 0.1  # by the time the round gives up, the TTL has run out locally
+    await a.manager.upkeep()
+    await a.manager.settle()
+    assert a.host.running == {} and a.metric("iwd_email_leases_lost_total") == 10
