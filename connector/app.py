@@ -20,10 +20,12 @@ from connector.iwd.client import IWDClient
 from connector.logs import SecretRedactor
 from connector.outbox.api import reply_routes
 from connector.outbox.wiring import attach_outbox
+from connector.peer_calls import observe_all, observe_iwd
 from connector.reload import ConfigReloader
 from connector.reporter import StatusReporter
 from connector.runtime.identity import replica_identity
 from connector.runtime.wiring import attach_leases
+from connector.services import OneShot
 from connector.status import StatusBoard
 from connector.store import open_store
 from connector.store.types import Store
@@ -48,7 +50,7 @@ class Runtime:
     def daemon(self) -> Daemon:
         """The daemon with its services; the HTTP server only when enabled."""
         daemon = Daemon(self.settings, self.store, self.iwd, provider_factory=build_inbound, board=self.board)
-        self.iwd.observer = daemon.metrics.observe_iwd
+        self.iwd.observer = observe_all(daemon.metrics.observe_iwd, observe_iwd)  # metrics, then status
         self.api = ApiContext(self.settings, self.store, self.iwd, self.board, daemon=daemon)
         identity = replica_identity(self.settings.replicas)
         manager = attach_leases(daemon, self.store, identity)  # PostgreSQL: several replicas
@@ -128,6 +130,18 @@ async def check_mailbox(box: MailboxSettings) -> MailboxVerdict:
     finally:
         with contextlib.suppress(Exception):
             await provider.close()
+
+
+async def run_once(daemon: Daemon) -> bool:
+    """`run --once` and `demo --once`: one cycle per mailbox, then one round of every service
+    that has one (the outbox sends the replies that are due), through the daemon's own code.
+    False when a mailbox or a round failed."""
+    results = await daemon.run_once()
+    ok = all(report is not None for report in results.values())
+    for service in daemon.services:
+        if isinstance(service, OneShot):
+            ok = await service.run_once() and ok
+    return ok
 
 
 async def serve_until_signalled(daemon: Daemon, on_started: Callable[[], None] | None = None) -> None:

@@ -21,7 +21,7 @@ from connector.cycle import CycleReport, OnDelivered, SyncEvents
 from connector.errors import ConnectorError, IWDRejected, MessageError, ProviderError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient, is_payload_fault
-from connector.iwd.profile import build_email_payload
+from connector.iwd.profile import attachment_idempotency_key, build_email_payload
 from connector.models import EmailItem, PostAction, PostActionKind, RawMessage
 from connector.store.fence import Fenced
 from connector.store.types import LedgerEntry, LedgerState, QuarantineEntry, Store
@@ -265,8 +265,13 @@ class BatchDelivery:
         item = work.item
         assert item is not None
         attachment_ids = [
-            await self.iwd.upload_attachment(a.data, filename=a.filename, content_type=a.content_type)
-            for a in item.attachments
+            await self.iwd.upload_attachment(
+                a.data,
+                filename=a.filename,
+                content_type=a.content_type,
+                idempotency_key=attachment_idempotency_key(work.external_id, i, a.sha256),
+            )
+            for i, a in enumerate(item.attachments)
         ]
         self.crash.reached("uploaded")
         return build_email_payload(

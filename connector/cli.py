@@ -34,7 +34,9 @@ def _log_level(value: str) -> str:
 @app.command()
 def run(
     config: ConfigOption,
-    once: Annotated[bool, typer.Option("--once", help="One cycle per mailbox, then exit")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="One cycle per mailbox, send the replies that are due, then exit")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error", callback=_log_level)] = "info",
 ) -> None:
     """Run the daemon until SIGTERM/SIGINT (finishes the current message, commits, exits 0)."""
@@ -52,7 +54,7 @@ async def _run(
     config_path: Path | None = None,
     redactor: SecretRedactor | None = None,
 ) -> int:
-    from connector.app import runtime, serve_until_signalled
+    from connector.app import run_once, runtime, serve_until_signalled
     from connector.runtime.sqlite_guard import StoreInUse, sqlite_guard
 
     guard = sqlite_guard(settings.store.url)  # SQLite: this daemon alone, for its whole life
@@ -66,8 +68,7 @@ async def _run(
         async with runtime(settings, config_path=config_path, redactor=redactor) as rt:
             daemon = rt.daemon()
             if once:
-                results = await daemon.run_once()
-                return 0 if all(r is not None for r in results.values()) else 1
+                return 0 if await run_once(daemon) else 1
             await serve_until_signalled(daemon)
             return 0
     except ConnectorError as exc:

@@ -20,6 +20,9 @@ class SyncEvents(Protocol):
 
     def fetched(self, mailbox_id: str, count: int) -> None: ...
 
+    def settled(self, mailbox_id: str, count: int) -> None:
+        """`count` fetched messages are handled (delivered, known, quarantined): out of the backlog."""
+
     def delivered(self, mailbox_id: str, lag_seconds: float | None) -> None: ...
 
     def quarantined(self, mailbox_id: str) -> None: ...

@@ -83,7 +83,7 @@ def prepare(directory: Path) -> tuple[Path, Path, int]:
 
 
 async def run_demo(directory: Path, *, port: int, once: bool, console: Console) -> int:
-    from connector.app import runtime, serve_until_signalled
+    from connector.app import run_once, runtime, serve_until_signalled
     from connector.sandbox import SandboxIWD
 
     directory, maildir, added = prepare(directory)
@@ -119,10 +119,10 @@ async def run_demo(directory: Path, *, port: int, once: bool, console: Console) 
         async with runtime(settings) as rt:
             daemon = rt.daemon()
             if once:
-                results = await daemon.run_once()
+                ok = await run_once(daemon)
                 items, _ = await rt.iwd.list_emails(mailbox_id="demo-support", limit=100)
                 _print_items(console, items)
-                return 0 if all(r is not None for r in results.values()) else 1
+                return 0 if ok else 1
             await serve_until_signalled(daemon, lambda: console.print("Serving. Press Ctrl-C to stop."))
             return 0
     finally:

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from connector.config import ConnectorSettings, load_config
 from connector.errors import ConfigError, ConnectorError
-from connector.store.types import LedgerState, QuarantineEntry, Store
+from connector.store.types import QuarantineEntry, Store
 
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file")]
@@ -125,7 +125,7 @@ def status_table(doc: dict[str, Any]) -> Table:
         lag = inbound.get("lagSeconds")
         table.add_row(
             box["mailboxId"] + (" (paused)" if box.get("paused") else ""),
-            inbound["state"],
+            _state(inbound),
             outbound["state"],
             _ago(inbound.get("lastSuccessAt")),
             "-" if lag is None else f"{lag:.1f} s",
@@ -136,6 +136,14 @@ def status_table(doc: dict[str, Any]) -> Table:
             box.get("owner") or "-",
         )
     return table
+
+
+def _state(direction: dict[str, Any]) -> str:
+    """The state, and for an outage whose it is and since when: `degraded (iwd since 12 s ago)`."""
+    err = direction.get("lastError") or {}
+    if direction["state"] == "degraded" and err.get("peer"):
+        return f"{direction['state']} ({err['peer']} since {_ago(err.get('since'))})"
+    return str(direction["state"])
 
 
 @contextlib.asynccontextmanager
@@ -153,9 +161,7 @@ async def _offline_status(settings: ConnectorSettings) -> dict[str, Any]:
     async with _store(settings) as store:
         boxes = []
         for box in settings.mailboxes:
-            delivered = sum(
-                [await store.ledger_count(box.id, s) for s in (LedgerState.DELIVERED, LedgerState.ACTED)]
-            )
+            delivered = await store.ledger_count_items(box.id)
             quarantined = await store.quarantine_count(box.id)
             unknown = {
                 "state": "unknown",

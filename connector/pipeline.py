@@ -13,7 +13,7 @@ from datetime import datetime
 
 import structlog
 
-from connector.batch_delivery import BatchDelivery, Outcome, Work
+from connector.batch_delivery import HANDLED, BatchDelivery, Outcome, Work
 from connector.config import MailboxSettings
 from connector.convert import convert, unparseable_item
 from connector.cycle import CycleReport, OnDelivered, SyncEvents, cycle_summary, utcnow
@@ -168,7 +168,11 @@ class MailboxSync:
                 work.outcome = Outcome.QUARANTINED
                 continue
             self.crash.reached("converted")
-        handled = await self.delivery.deliver(works, report, advance=True)
+        try:
+            handled = await self.delivery.deliver(works, report, advance=True)
+        finally:  # also when IWD gives up: what it took is out of the backlog, the rest waits
+            if self.events is not None:
+                self.events.settled(self.mailbox.id, sum(w.outcome in HANDLED for w in works))
         return handled and len(works) == len(messages) and not self.stop.is_set()
 
     async def _convert(self, message: RawMessage) -> EmailItem:

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (the page's CSS and JS read better unwrapped)
-"""The admin page: one static HTML document whose small script renders `/api/v1/status` every 2 s.
+"""The admin page: one static HTML document whose small script renders `/api/v1/status` every second.
 
 No framework and no data in the HTML itself: every value is put in with textContent, so nothing a
 mailbox or an error message contains can become markup.
@@ -22,6 +22,7 @@ th{background:#f3f4f8;font-weight:600}
 .state-ok{background:#2e7d32}.state-degraded,.state-throttled{background:#b26a00}
 .state-auth_required,.state-error,.state-stalled{background:#c62828}.state-disabled{background:#777}
 .err{color:#8a1c1c;max-width:28rem;word-break:break-word}
+.cause{color:#8a4b00;font-size:.85rem;margin-top:.15rem}
 button{margin:0 .2rem .2rem 0;font:inherit;padding:.1rem .45rem;cursor:pointer}
 #notice{min-height:1.3rem;color:#245}
 </style></head>
@@ -47,11 +48,22 @@ function ago(iso) {
   const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
   return s < 90 ? Math.round(s) + " s ago" : s < 5400 ? Math.round(s / 60) + " min ago" : Math.round(s / 3600) + " h ago";
 }
+const PEERS = {iwd: "IWD", mail_server: "mail server", store: "local store"};
+function lasted(iso) {
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  return s < 90 ? Math.round(s) + " s" : s < 5400 ? Math.round(s / 60) + " min" : Math.round(s / 3600) + " h";
+}
 function stateCell(d, id, dir) {
   const td = el("td");
   const span = el("span", d.state, "state state-" + d.state);
   span.dataset.mailbox = id; span.dataset.direction = dir; span.dataset.state = d.state;
   td.appendChild(span);
+  const e = d.lastError;
+  if (d.state !== "ok" && d.state !== "disabled" && e) {  // whose outage, and for how long
+    const cause = el("div", (e.peer ? PEERS[e.peer] + " failing" : e.code) + " for " + lasted(e.since || e.at), "cause");
+    cause.dataset.peer = e.peer || "";
+    td.appendChild(cause);
+  }
   return td;
 }
 async function act(id, verb) {
@@ -110,7 +122,7 @@ async function refresh() {
   document.body.dataset.ready = "1";
 }
 refresh();
-setInterval(refresh, 2000);
+setInterval(refresh, 1000);
 </script>
 </body></html>
 """

@@ -8,6 +8,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from connector.iwd.profile import PROFILE_VERSION
+
 REFRESH_SECONDS = 3
 
 _STYLE = """
@@ -91,7 +93,7 @@ def render_page(items: list[dict[str, Any]], mailboxes: list[dict[str, Any]], to
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{REFRESH_SECONDS}">
 <title>Sandbox IWD</title><style>{_STYLE}</style></head><body>
-<h1>Sandbox IWD <small>email API profile v1, {total} item(s)</small></h1>
+<h1>Sandbox IWD <small>email API profile v{PROFILE_VERSION}, {total} item(s)</small></h1>
 <h2>Mailboxes</h2>
 <table><tr><th>Mailbox</th><th>Address</th><th>Inbound</th><th>Outbound</th><th>Updated</th></tr>
 {boxes or '<tr><td colspan="5">no mailbox has reported yet</td></tr>'}</table>
