@@ -72,6 +72,7 @@ class LeaseManager:
         self._valid_until = 0.0  # local clock: held leases are surely ours before this
         self._handovers: dict[str, asyncio.Task[None]] = {}
         self._drops: dict[str, asyncio.Task[None]] = {}  # runners of lost leases, stopping
+        self._starts: set[asyncio.Task[None]] = set()  # runners of leases won, starting
         self._ensured: frozenset[str] = frozenset()
         self._lock = asyncio.Lock()  # one round at a time (the loop, a reload)
         self._loop = BackgroundLoop(self.name)
@@ -93,7 +94,7 @@ class LeaseManager:
     # ------------------------------------------------------------------ the round
 
     async def start(self) -> None:
-        """The first round runs before the daemon starts its jobs, so it starts with its share."""
+        """The first round wins this replica's share; its runners start beside the renewal loop."""
         with contextlib.suppress(ConnectorError):  # housekeeping only
             await self.leases.forget_expired(FORGET_DEAD_AFTER_SECONDS)
         await self.round()
@@ -163,10 +164,22 @@ class LeaseManager:
                 epoch=got.epoch,
                 previous_owner=got.previous_owner,
             )
+            self._start(got.mailbox_id, fence)
+
+    def _start(self, mailbox_id: str, fence: Fence) -> None:
+        """Starts the runner beside the round, never inside it: building runners (and waiting
+        for the daemon's lock behind stopping ones) must not delay the next renewal, nor be cut
+        off half-way when a round gives up."""
+
+        async def start() -> None:
             try:
-                await self.host.take(got.mailbox_id, fence)
-            except Exception:  # one mailbox failing to start must not stop the round
-                log.exception("lease_take_failed", mailbox=got.mailbox_id)
+                await self.host.take(mailbox_id, fence)
+            except Exception:  # one mailbox failing to start must not stop the others
+                log.exception("lease_take_failed", mailbox=mailbox_id)
+
+        task = asyncio.create_task(start(), name=f"take:{mailbox_id}")
+        self._starts.add(task)
+        task.add_done_callback(self._starts.discard)
 
     # ------------------------------------------------------------------ giving up
 
@@ -225,8 +238,8 @@ class LeaseManager:
         self.metrics.held.set(len(self.held))
 
     async def settle(self) -> None:
-        """Waits for handovers and stops of lost mailboxes under way (tests, a clean stop)."""
-        for task in [*self._handovers.values(), *self._drops.values()]:
+        """Waits for runners starting and stopping (tests, a clean stop)."""
+        for task in [*self._starts, *self._handovers.values(), *self._drops.values()]:
             with contextlib.suppress(Exception):
                 await task
 

@@ -228,3 +228,24 @@ async def test_a_database_that_stops_answering_does_not_hold_the_mailboxes(pg_st
     await a.manager.upkeep()
     await a.manager.settle()
     assert a.host.running == {} and a.metric("iwd_email_leases_lost_total") == 10
+
+
+async def test_slow_runner_start_never_delays_the_next_renewal(pg_store: SqlStore) -> None:
+    """Starting runners (slow under load, or queued behind stopping ones) happens beside the rounds:
+    a round returns while they start, and the next one renews every lease in time."""
+    a = Replica(pg_store, "a")
+    gate = asyncio.Event()
+    started: list[str] = []
+
+    async def slow_take(mailbox_id: str, fence: Fence) -> None:
+        await gate.wait()
+        started.append(mailbox_id)
+
+    a.host.take = slow_take  # type: ignore[method-assign]
+    await asyncio.wait_for(a.manager.round(), 30)  # returns with all ten runners still starting
+    assert len(a.manager.held) == 10 and started == []
+    await asyncio.wait_for(a.manager.round(), 30)
+    assert a.metric("iwd_email_leases_lost_total") == 0 and len(a.manager.held) == 10
+    gate.set()
+    await a.manager.settle()
+    assert sorted(started) == BOXES

@@ -46,6 +46,8 @@ async def test_two_daemons_share_the_mailboxes_and_deliver_every_message_once(
     for m in MAILBOXES:
         mailbox.Maildir(tmp_path / m, create=True)
     async with replica("a", pg_url, sandbox_iwd, tmp_path) as a:
+        assert a.daemon.leases is not None
+        await a.daemon.leases.settle()  # runners start beside the lease rounds
         assert sorted(a.daemon.runners) == MAILBOXES  # alone: everything
         async with replica("b", pg_url, sandbox_iwd, tmp_path) as b:
             await settle(a, b)
