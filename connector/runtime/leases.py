@@ -153,7 +153,7 @@ class LeaseManager:
 
     async def _acquire(self, candidates: list[str], wanted: int) -> None:
         for got in await self.leases.acquire(self.me, candidates, wanted, self.ttl):
-            fence = Fence(got.mailbox_id, self.me, got.epoch)
+            fence = Fence(got.mailbox_id, self.me, got.epoch, self.ttl)
             self.held[got.mailbox_id] = fence
             if got.previous_owner is not None:
                 self.metrics.takeovers.labels(got.mailbox_id).inc()

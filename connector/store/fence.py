@@ -4,7 +4,9 @@ A `Fence` names the lease a runner was started under (mailbox, owner, epoch). Ev
 matters runs `check_fence` first in its own transaction: the check reads the lease row with the
 database clock (`expires_at > now()`) and locks it `FOR SHARE`, so a takeover (which updates that
 row) waits until the write has committed, and a write after a takeover finds another epoch and is
-rolled back. Either the write lands while the lease is ours, or it does not land at all.
+rolled back. Either the write lands while the lease is ours, or it does not land at all. A replica
+paused inside such a transaction is cut off by the server (idle_in_transaction_session_timeout, a
+third of the TTL, set for that transaction only), so it cannot hold the lease row past its TTL.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class Fence:
     mailbox_id: str
     owner: str
     epoch: int
+    ttl_seconds: float = 30.0  # the lease's TTL: bounds how long a write may hold the lease row
+
+
+MIN_HOLD_MS = 100
 
 
 @runtime_checkable
@@ -46,7 +52,14 @@ def db_now(dialect: str, plus_seconds: float = 0.0) -> Any:
 
 async def check_fence(conn: AsyncConnection, fence: Fence, operation: str) -> None:
     """Raises LeaseLost (the transaction then rolls back) unless `fence` is the live lease."""
-    query = select(mailbox_leases.c.epoch).where(
+    columns: list[Any] = [mailbox_leases.c.epoch]
+    if conn.dialect.name == "postgresql":
+        # A replica paused inside this transaction would hold the row lock, and so block the
+        # takeover, for as long as it is paused: the server ends such a session after a third of
+        # the TTL (its transaction rolls back, nothing of it lands), well before the lease lapses.
+        hold_ms = str(max(int(fence.ttl_seconds * 1000 / 3), MIN_HOLD_MS))
+        columns.append(func.set_config("idle_in_transaction_session_timeout", hold_ms, True))
+    query = select(*columns).where(
         mailbox_leases.c.mailbox_id == fence.mailbox_id,
         mailbox_leases.c.owner == fence.owner,
         mailbox_leases.c.epoch == fence.epoch,

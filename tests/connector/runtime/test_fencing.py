@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from connector.errors import LeaseLost
 from connector.store.fence import Fence
@@ -86,3 +91,28 @@ async def test_a_released_lease_refuses_its_old_runner(pg_store: SqlStore) -> No
     await SqlLeases(pg_store).release("a", ["box"])
     with pytest.raises(LeaseLost):
         await pg_store.fenced(fence).set_cursor("box", "INBOX", "1")
+
+
+async def test_a_replica_paused_inside_a_fenced_write_cannot_block_the_takeover(pg_store: SqlStore) -> None:
+    """a is stopped right after its fence check, holding the lease row: the server ends that session
+    after a third of the TTL, so b takes the mailbox once the lease lapsed and a's write never lands."""
+    leases = SqlLeases(pg_store)
+    await leases.ensure(["box"])
+    (got,) = await leases.acquire("a", ["box"], 1, 0.6)
+    fenced = pg_store.fenced(Fence("box", "a", got.epoch, ttl_seconds=0.6))
+    paused = fenced._write()
+    conn = await paused.__aenter__()  # the fence check passed; then SIGSTOP
+    try:
+        taken = []
+        for _ in range(100):  # b's rounds, until the lapsed lease is free to take
+            taken = await leases.acquire("b", ["box"], 1, 30)
+            if taken:
+                break
+            await asyncio.sleep(0.1)
+        assert [(t.mailbox_id, t.previous_owner) for t in taken] == [("box", "a")]
+        with pytest.raises(DBAPIError):  # SIGCONT: a's transaction was ended by the server
+            await conn.execute(text("UPDATE cursors SET cursor = 'stale'"))
+    finally:
+        with contextlib.suppress(Exception):
+            await paused.__aexit__(None, None, None)
+    assert await pg_store.get_cursor("box", "INBOX") is None
