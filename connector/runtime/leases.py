@@ -110,8 +110,9 @@ class LeaseManager:
     async def upkeep(self) -> None:
         """One round that never raises: cut off from the database past the TTL (on the local
         clock), this replica stops every mailbox, since it can no longer know it holds them."""
-        try:  # a database that stops answering (a partition) must not hold the round forever
-            await asyncio.wait_for(self.round(), max(self._valid_until - self.clock(), self.ttl / 3))
+        try:  # a database that stops answering (a partition) must not hold the round forever; a
+            # slow round (a busy machine) is let finish: its renewal tells whether the leases held
+            await asyncio.wait_for(self.round(), self.ttl)
         except (ConnectorError, TimeoutError) as exc:
             code = exc.code if isinstance(exc, ConnectorError) else "timeout"
             log.warning("lease_round_failed", replica=self.me, error=str(exc) or code, code=code)
