@@ -253,6 +253,8 @@ class LeaseManager:
         except ConnectorError as exc:  # they lapse after the TTL instead
             log.warning("lease_leave_failed", replica=self.me, error=str(exc))
             return
+        finally:
+            await self.leases.close()
         self.held.clear()
         self.metrics.held.set(0)
         log.info("replica_left", replica=self.me, released=released)

@@ -17,7 +17,7 @@ def attach_leases(daemon: Daemon, store: Store, identity: ReplicaIdentity) -> Le
     if not isinstance(store, SqlStore) or store.dialect != "postgresql":
         return None
     manager = LeaseManager(
-        SqlLeases(store),
+        SqlLeases(store, own_pool=True),  # renewals never wait behind mailbox work
         identity,
         daemon.settings.replicas,
         daemon,

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from connector.store.engine import WRITE_OPTION, translated_errors
 from connector.store.fence import db_now
@@ -53,11 +53,21 @@ class Acquired:
 class SqlLeases:
     """Replica heartbeats and mailbox leases over an open SqlStore."""
 
-    def __init__(self, store: SqlStore) -> None:
-        self._engine = store._engine
+    def __init__(self, store: SqlStore, *, own_pool: bool = False) -> None:
+        """`own_pool`: a small pool of its own (PostgreSQL), so that upkeep never queues behind
+        the mailboxes' work for a connection of the store's pool."""
+        self._own = own_pool and store.dialect == "postgresql"
+        if self._own:
+            self._engine = create_async_engine(store._url, pool_size=2, max_overflow=2, pool_recycle=1800)
+        else:
+            self._engine = store._engine
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         self._secret = store._url.password
         self.dialect = store.dialect
+
+    async def close(self) -> None:
+        if self._own:
+            await self._engine.dispose()
 
     @asynccontextmanager
     async def _write(self, operation: str, **context: Any) -> AsyncIterator[AsyncConnection]:
