@@ -311,8 +311,15 @@ class Daemon:
         stop = self._mailbox_stops.get(mailbox_id)
         if stop is not None:
             stop.set()
-        async with self._reconfigure:
-            await self._remove(mailbox_id, forget=True)
+        async with self._reconfigure:  # only the bookkeeping under the lock: many drops at once
+            runner = self.runners.pop(mailbox_id, None)  # (a rebalance) close side by side
+            if self.scheduler is not None:
+                with contextlib.suppress(JobLookupError):
+                    self.scheduler.remove_job(mailbox_id)
+        if runner is not None:
+            await runner.close()
+        self.board.remove(mailbox_id)
+        self.metrics.forget(mailbox_id)
 
     # ------------------------------------------------------------ stop
 
