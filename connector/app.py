@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connector.api import ApiContext, ApiServer, create_api_app
@@ -23,6 +24,8 @@ from connector.outbox.wiring import attach_outbox
 from connector.peer_calls import observe_activity, observe_all, observe_iwd
 from connector.reload import ConfigReloader
 from connector.reporter import StatusReporter
+from connector.runtime.identity import replica_identity
+from connector.runtime.wiring import attach_leases
 from connector.services import OneShot
 from connector.status import StatusBoard
 from connector.store import open_store
@@ -52,8 +55,16 @@ class Runtime:
             daemon.metrics.observe_iwd, observe_iwd, observe_activity(self.board.activity)
         )
         self.api = ApiContext(self.settings, self.store, self.iwd, self.board, daemon=daemon)
+        identity = replica_identity(self.settings.replicas)
+        manager = attach_leases(daemon, self.store, identity)  # PostgreSQL: several replicas
         reloader = ConfigReloader(daemon, self.config_path, redactor=self.redactor)
-        self.api.extras.update(metrics=daemon.metrics, reloader=reloader)
+        self.api.extras.update(
+            metrics=daemon.metrics,
+            reloader=reloader,
+            replica=identity,
+            leases=manager,
+            started_at=datetime.now(UTC),
+        )
         daemon.services.extend(
             [
                 reloader,
@@ -63,12 +74,21 @@ class Runtime:
                     lambda: daemon.settings.mailboxes,
                     self.settings.status,
                     daemon.metrics,
+                    holds=None if manager is None else manager.holds,
                 ),
                 Watchdog(daemon, self.settings.status),
                 ActivityWatcher(self.board),
             ]
         )
-        attach_outbox(daemon, self.store, self.iwd, self.board, self.api)  # replies (issue #5)
+        attach_outbox(  # replies (issue #5), claimed by this replica
+            daemon,
+            self.store,
+            self.iwd,
+            self.board,
+            self.api,
+            replica_id=identity.replica_id,
+            on_refused=None if manager is None else manager.count_refused,
+        )
         if self.settings.http.enabled:
             app = create_api_app(self.api, ROUTE_GROUPS)
             daemon.services.append(ApiServer(app, self.settings.http.host, self.settings.http.port))

@@ -24,6 +24,7 @@ from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient, is_payload_fault
 from connector.iwd.profile import attachment_idempotency_key, build_email_payload
 from connector.models import EmailItem, PostAction, PostActionKind, RawMessage
+from connector.store.fence import Fenced
 from connector.store.types import LedgerEntry, LedgerState, QuarantineEntry, Store
 from providers.base import BatchPostActions, InboundProvider
 
@@ -326,6 +327,8 @@ class BatchDelivery:
             return
         externals = [ext for _, ext in targets]
         done: list[str] = []
+        if isinstance(self.store, Fenced):  # several replicas: only under a live lease (LeaseLost)
+            await self.store.fence_check("post_action")
         if isinstance(self.provider, BatchPostActions):
             try:
                 await self.provider.apply_post_actions([m for m, _ in targets], self.action)

@@ -1,4 +1,4 @@
-"""`email-connector`: run, check, status, quarantine, demo, sandbox-iwd, schema.
+"""`email-connector`: run, check, status, replicas, quarantine, demo, sandbox-iwd, schema.
 
 Exit codes: 0 ok, 1 a mailbox or IWD failed, 2 bad configuration (message names file and field).
 """
@@ -19,6 +19,7 @@ from connector.errors import ConnectorError
 from connector.logs import LOG_LEVELS, SecretRedactor, configure, secret_values
 from connector.ops_cli import ConfigOption, out, quarantine_app, status_command
 from connector.ops_cli import load_settings as _load
+from connector.runtime.replicas_cli import replicas_command
 from connector.sandbox import DEFAULT_API_KEY, DEFAULT_CCID
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -54,7 +55,15 @@ async def _run(
     redactor: SecretRedactor | None = None,
 ) -> int:
     from connector.app import run_once, runtime, serve_until_signalled
+    from connector.runtime.sqlite_guard import StoreInUse, sqlite_guard
 
+    guard = sqlite_guard(settings.store.url)  # SQLite: this daemon alone, for its whole life
+    try:
+        if guard is not None:
+            guard.acquire()
+    except StoreInUse as exc:
+        typer.echo(f"{exc.code}: {exc}", err=True)
+        return 2
     try:
         async with runtime(settings, config_path=config_path, redactor=redactor) as rt:
             daemon = rt.daemon()
@@ -65,6 +74,9 @@ async def _run(
     except ConnectorError as exc:
         typer.echo(f"{exc.code}: {exc}", err=True)
         return 1
+    finally:
+        if guard is not None:
+            guard.release()
 
 
 @app.command()
@@ -146,6 +158,7 @@ def schema(
 
 
 app.command("status")(status_command)
+app.command("replicas")(replicas_command)
 app.add_typer(quarantine_app, name="quarantine")
 
 

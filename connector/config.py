@@ -299,6 +299,33 @@ class ReloadSettings(_Model):
     )
 
 
+class ReplicaSettings(_Model):
+    """Several daemons on one PostgreSQL share the mailboxes through leases (docs/operations.md)."""
+
+    replica_id: Text | None = Field(
+        default=None,
+        max_length=128,
+        description="This daemon's name among replicas; empty: the host name plus a random suffix",
+    )
+    lease_ttl_seconds: float = Field(
+        default=30.0, gt=0, description="A dead replica's mailboxes are taken over after this long"
+    )
+    renew_seconds: float | None = Field(
+        default=None, gt=0, description="How often leases are renewed; empty: a third of the TTL"
+    )
+
+    @model_validator(mode="after")
+    def _renew_within_ttl(self) -> ReplicaSettings:
+        if self.renew_seconds is not None and self.renew_seconds >= self.lease_ttl_seconds:
+            raise ValueError("renew_seconds must be shorter than lease_ttl_seconds")
+        return self
+
+    @property
+    def renew_every_seconds(self) -> float:
+        """The renewal period in force."""
+        return self.renew_seconds if self.renew_seconds is not None else self.lease_ttl_seconds / 3
+
+
 class ConnectorSettings(_Model):
     iwd: IWDSettings
     store: StoreSettings = Field(default_factory=StoreSettings)
@@ -311,6 +338,7 @@ class ConnectorSettings(_Model):
         default=None, description="Mailbox that sends replies whose From matches no mailbox"
     )
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)
     config_source: Literal["file", "iwd"] = Field(
         default="file",
         description="file: mailboxes come from this file; "
@@ -374,6 +402,7 @@ __all__ = [
     "OAuthSettings",
     "OutboxSettings",
     "ReloadSettings",
+    "ReplicaSettings",
     "SmtpSettings",
     "StatusSettings",
     "StoreSettings",

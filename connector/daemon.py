@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from apscheduler.jobstores.base import JobLookupError
@@ -31,7 +32,11 @@ from connector.runner import (
 )
 from connector.services import Service
 from connector.status import MailboxState, StatusBoard
+from connector.store.fence import Fence
 from connector.store.types import Store
+
+if TYPE_CHECKING:
+    from connector.runtime.leases import LeaseManager
 
 log = structlog.get_logger("connector.daemon")
 
@@ -65,29 +70,41 @@ class Daemon:
         self.scheduler: AsyncIOScheduler | None = None
         self.crash = CrashPoints.from_env()
         self._reconfigure = asyncio.Lock()
+        # several replicas on PostgreSQL (connector/runtime/leases.py): runners only for leases held
+        self.leases: LeaseManager | None = None
+        self._mailbox_stops: dict[str, asyncio.Event] = {}  # per leased mailbox: finish the batch, stop
 
     @property
     def push_tasks(self) -> list[asyncio.Task[None]]:
         return [r.flags.push_task for r in self.runners.values() if r.flags.push_task is not None]
 
-    def _make_runner(self, box: MailboxSettings) -> MailboxRunner | None:
+    def _make_runner(self, box: MailboxSettings, fence: Fence | None = None) -> MailboxRunner | None:
         if box.sends_via is None:
             self.board.set_outbound_state(box.id, MailboxState.DISABLED)
         if not box.inbound_enabled:
             self.board.set_inbound_state(box.id, MailboxState.DISABLED)
             return None
         provider = self.provider_factory(box)
+        store = self.store
+        if fence is not None:  # every write of this runner checks the lease it was started under
+            store = getattr(store, "fenced")(fence)  # noqa: B009 - only SqlStore is ever fenced
         sync = MailboxSync(
             box,
             provider,
-            self.store,
+            store,
             self.iwd,
             quarantine_max_attempts=self.settings.quarantine_max_attempts,
             stop=self.stop_event,
             crash=self.crash,
             on_delivered=self.on_delivered,
         )
-        return MailboxRunner(box, provider, sync, self.board, self.slots, self.metrics)
+        if fence is not None:  # a handover lets the current batch finish, then no new one starts
+            sync.wind_down = self._mailbox_stops.setdefault(box.id, asyncio.Event())
+            sync.wind_down.clear()
+        runner = MailboxRunner(box, provider, sync, self.board, self.slots, self.metrics)
+        if self.leases is not None:
+            runner.on_lease_lost = self.leases.refused
+        return runner
 
     def _build_runners(self) -> None:
         for box in self.settings.mailboxes:
@@ -95,10 +112,10 @@ class Daemon:
             if runner is not None:
                 self.runners[box.id] = runner
 
-    def _runner_or_status(self, box: MailboxSettings) -> MailboxRunner | None:
+    def _runner_or_status(self, box: MailboxSettings, fence: Fence | None = None) -> MailboxRunner | None:
         """A mailbox whose provider cannot be built is reported and skipped; the others run."""
         try:
-            return self._make_runner(box)
+            return self._make_runner(box, fence)
         except (ConnectorError, NotImplementedError, ValueError) as exc:
             self.board.inbound_failed(box.id, datetime.now(UTC), exc)
             log.warning("mailbox_not_started", mailbox=box.id, error=str(exc))
@@ -142,14 +159,17 @@ class Daemon:
         )
 
     async def start(self) -> None:
-        self._build_runners()
-        for box in self.settings.mailboxes:
-            await self._seed(box.id)
+        if self.leases is None:
+            self._build_runners()
+            for box in self.settings.mailboxes:
+                await self._seed(box.id)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         for i, runner in enumerate(self.runners.values()):
             self._schedule(runner, 50 * i)  # staggered first run
             runner.start_push()
         self.scheduler.start()
+        if self.leases is not None:  # runners come and go with the leases won and lost
+            await self.leases.start()
         for service in self.services:
             await service.start()
         log.info("daemon_started", mailboxes=list(self.runners), services=[s.name for s in self.services])
@@ -237,6 +257,8 @@ class Daemon:
             self.settings = self.settings.model_copy(update={"mailboxes": list(new.mailboxes)})
             for mailbox_id in removed + changed:
                 await self._remove(mailbox_id, forget=mailbox_id in removed)
+            if self.leases is not None and removed:
+                await self.leases.forget(removed)
             for mailbox_id in changed + added:
                 await self._add(want[mailbox_id])
             result = {"added": added, "changed": changed, "removed": removed}
@@ -244,8 +266,13 @@ class Daemon:
                 log.info("mailboxes_reloaded", **result)
             return result
 
-    async def _add(self, box: MailboxSettings) -> None:
-        runner = self._runner_or_status(box)
+    async def _add(self, box: MailboxSettings, fence: Fence | None = None) -> None:
+        if self.leases is not None and fence is None:
+            held = self.leases.held.get(box.id)
+            if held is None:  # another replica's, or nobody's yet: the lease manager decides
+                return
+            fence = held
+        runner = self._runner_or_status(box, fence)
         await self._seed(box.id)
         if runner is None:
             return
@@ -264,6 +291,38 @@ class Daemon:
         if forget:
             self.board.remove(mailbox_id)
             self.metrics.forget(mailbox_id)
+
+    # ------------------------------------------------------------ leases (LeaseHost)
+
+    def lease_candidates(self) -> list[str]:
+        return [b.id for b in self.settings.mailboxes if b.inbound_enabled]
+
+    async def take(self, mailbox_id: str, fence: Fence) -> None:
+        """A lease won: a fresh runner for the mailbox, polling at once."""
+        async with self._reconfigure:
+            if self.stop_event.is_set():
+                return
+            try:
+                box = self.settings.mailbox(mailbox_id)
+            except KeyError:
+                return
+            await self._remove(mailbox_id, forget=False)  # a runner of an earlier epoch, if any
+            await self._add(box, fence)
+
+    async def drop(self, mailbox_id: str) -> None:
+        """A lease lost or handed over: the runner finishes its current batch, then stops."""
+        stop = self._mailbox_stops.get(mailbox_id)
+        if stop is not None:
+            stop.set()
+        async with self._reconfigure:  # only the bookkeeping under the lock: many drops at once
+            runner = self.runners.pop(mailbox_id, None)  # (a rebalance) close side by side
+            if self.scheduler is not None:
+                with contextlib.suppress(JobLookupError):
+                    self.scheduler.remove_job(mailbox_id)
+        if runner is not None:
+            await runner.close()
+        self.board.remove(mailbox_id)
+        self.metrics.forget(mailbox_id)
 
     # ------------------------------------------------------------ stop
 
@@ -285,6 +344,8 @@ class Daemon:
             except TimeoutError:
                 log.warning("stop_timeout", mailbox=runner.mailbox.id)
         await self._close_providers()
+        if self.leases is not None:  # after the runners committed: others take over at once
+            await self.leases.stop()
         log.info("daemon_stopped")
 
     async def _close_providers(self) -> None:

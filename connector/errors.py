@@ -14,6 +14,7 @@
     │   └── IWDUnavailable          408, 429, 5xx, connection errors: retried, then the cycle stops
     ├── MessageError                one message cannot be converted: it goes to quarantine
     ├── StoreError                  the local store failed
+    ├── LeaseLost                   a fenced write was refused: another replica holds the mailbox or reply now
     └── SendError                   an outbound reply could not be handed to the SMTP server
         ├── SendRejected            5xx: permanent, the server's text is kept for the agent
         ├── SendDeferred            4xx, connection or TLS trouble before DATA: retried with backoff
@@ -117,6 +118,14 @@ class MessageError(ConnectorError):
 
 class StoreError(ConnectorError):
     code = "store_error"
+
+
+class LeaseLost(ConnectorError):
+    """The database refused a write because this replica no longer holds the lease (or claim) it
+    was made under: it was paused or cut off past its TTL and another replica may have taken over.
+    Never retried by the same runner: the mailbox is stopped and starts fresh if won again."""
+
+    code = "lease_lost"
 
 
 class SendError(ConnectorError):

@@ -122,6 +122,7 @@ def status_table(doc: dict[str, Any]) -> Table:
         "quarantine",
         "delivered",
         "last error",
+        "owner",
     ):
         table.add_column(column)
     for box in doc.get("mailboxes", []):
@@ -138,6 +139,7 @@ def status_table(doc: dict[str, Any]) -> Table:
             str(inbound.get("quarantined", 0)),
             str(inbound.get("deliveredTotal", 0)),
             f"{err['code']}: {err['message']}" if err else "-",
+            box.get("owner") or "-",
         )
     return table
 

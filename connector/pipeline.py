@@ -57,6 +57,7 @@ class MailboxSync:
         self.stop = stop or asyncio.Event()
         self.crash = crash or CrashPoints(None)
         self.log = log.bind(mailbox=mailbox.id)
+        self.wind_down: asyncio.Event | None = None  # set by the daemon when the lease is handed over
         self.delivery = BatchDelivery(
             mailbox,
             provider,
@@ -69,6 +70,11 @@ class MailboxSync:
             events=events,
             on_delivered=on_delivered,
         )
+
+    def _winding_down(self) -> bool:
+        """Stopping, or handing the mailbox to another replica: no new batch (the current one,
+        unlike on `stop`, is delivered and committed in full first)."""
+        return self.stop.is_set() or (self.wind_down is not None and self.wind_down.is_set())
 
     # the daemon swaps these on a live sync (watchdog restart, status wiring): keep one copy
     @property
@@ -94,7 +100,7 @@ class MailboxSync:
         await self._finish_post_actions(report)
         held = await self._retry_quarantine(report)
         for folder in self.mailbox.folders:
-            if self.stop.is_set():
+            if self._winding_down():
                 break
             await self._sync_folder(folder, report, held)
         return report
@@ -103,7 +109,7 @@ class MailboxSync:
 
     async def _sync_folder(self, folder: str, report: CycleReport, held: Collection[tuple[str, str]]) -> None:
         cursor = await self.store.get_cursor(self.mailbox.id, folder)
-        while not self.stop.is_set():
+        while not self._winding_down():
             result = await self.provider.fetch(folder, cursor, FETCH_LIMIT)
             if result.resync and folder not in report.resynced_folders:
                 report.resynced_folders.append(folder)

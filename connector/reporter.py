@@ -45,8 +45,12 @@ class StatusReporter:
         mailboxes: MailboxSource,
         settings: StatusSettings,
         metrics: ConnectorMetrics | None = None,
+        *,
+        holds: Callable[[str], bool] | None = None,
     ) -> None:
         self.board = board
+        # several replicas: only the lease holder speaks for a mailbox, checked right before each PUT
+        self.holds = holds
         self.iwd = iwd
         self.mailboxes = mailboxes
         self.settings = settings
@@ -113,6 +117,8 @@ class StatusReporter:
         return ok
 
     async def _put(self, kind: str, mailbox_id: str, call: Any, body: dict[str, Any]) -> bool:
+        if self.holds is not None and not self.holds(mailbox_id):
+            return True  # not ours (any more): the lease holder reports it
         try:
             await call(mailbox_id, body)
         except (ConnectorError, ValueError) as exc:

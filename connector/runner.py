@@ -21,7 +21,7 @@ import structlog
 
 from connector.activity import Delivery
 from connector.config import MailboxSettings
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, LeaseLost
 from connector.metrics import ConnectorMetrics
 from connector.peer_calls import PUSH_PROBE_SECONDS, watched
 from connector.pipeline import CycleReport, MailboxSync, cycle_summary
@@ -130,6 +130,8 @@ class MailboxRunner:
         self.log = log.bind(mailbox=mailbox.id)
         self.last_report: CycleReport | None = None
         self.flags = _Flags()
+        # several replicas: told when the database refused a write under this runner's lease
+        self.on_lease_lost: Callable[[str, LeaseLost], None] | None = None
 
     @contextlib.asynccontextmanager
     async def exclusive(self, *, polling: bool = False) -> AsyncIterator[None]:
@@ -194,6 +196,11 @@ class MailboxRunner:
         try:
             with watched(self.mailbox.id, self.events):  # its IWD calls turn the state at once
                 report = await self.sync.run_cycle()
+        except LeaseLost as exc:  # another replica has the mailbox now: stop, write nothing more
+            self.flags.closing = True
+            if self.on_lease_lost is not None:
+                self.on_lease_lost(self.mailbox.id, exc)
+            return None
         except Exception as exc:  # a bug in one mailbox must not stop the others
             self.metrics.cycle_finished(self.mailbox.id, time.monotonic() - clock, error_code(exc))
             changed = self.board.inbound_failed(self.mailbox.id, datetime.now(UTC), exc)

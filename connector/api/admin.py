@@ -21,9 +21,12 @@ from connector.api.app import ApiContext, error
 from connector.api.browser_auth import ACTION_HEADER as ACTION_HEADER
 from connector.errors import ConnectorError
 from connector.metrics import CONTENT_TYPE, ConnectorMetrics
+from connector.runtime.visibility import add_owners, read_replicas, single_replica_view
 from connector.status import MailboxStatus
+from connector.store.rows import utc_now
 
 STATUS_PATH = "/api/v1/status"
+REPLICAS_PATH = "/api/v1/replicas"
 
 
 def status_document(ctx: ApiContext) -> dict[str, Any]:
@@ -49,20 +52,24 @@ class _RowCache:
         rest = tuple(v for k, v in vars(status).items() if k not in ("inbound", "outbound"))
         return (inbound, outbound, rest, running)
 
-    def row(self, status: MailboxStatus, running: bool) -> str:
-        key = self._key(status, running)
+    def row(self, status: MailboxStatus, running: bool, owner: str | None = None) -> str:
+        key = (*self._key(status, running), owner)
         cached = self.rows.get(status.mailbox_id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        text = json.dumps(status.to_admin_json() | {"running": running}, separators=(",", ":"))
+        ownership = {"owner": owner if running else None, "leaseExpiresAt": None}
+        text = json.dumps(status.to_admin_json() | {"running": running} | ownership, separators=(",", ":"))
         self.rows[status.mailbox_id] = (key, text)
         return text
 
-    def document(self, ctx: ApiContext) -> str:
+    def document(self, ctx: ApiContext, owner: str | None = None) -> str:
+        """`owner`: this process's replica id, when it alone runs every mailbox it has a runner for."""
         daemon = ctx.daemon
         configured = {b.id for b in (daemon.settings if daemon is not None else ctx.settings).mailboxes}
         runners = daemon.runners if daemon is not None else {}
-        rows = [self.row(s, s.mailbox_id in runners) for s in ctx.board.all() if s.mailbox_id in configured]
+        rows = [
+            self.row(s, s.mailbox_id in runners, owner) for s in ctx.board.all() if s.mailbox_id in configured
+        ]
         for gone in self.rows.keys() - configured:
             del self.rows[gone]
         head = json.dumps({"version": __version__, "running": daemon is not None})[:-1]
@@ -79,9 +86,38 @@ def admin_routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     rows = _RowCache()
 
     async def status(_: Request) -> Response:
-        return Response(
-            rows.document(ctx), media_type="application/json", headers={"cache-control": "no-store"}
+        manager = ctx.extras.get("leases")
+        if manager is None:  # one process: it owns what it runs, so the cached rows say it all
+            identity = ctx.extras.get("replica")
+            owner = identity.replica_id if identity is not None else None
+            return Response(
+                rows.document(ctx, owner),
+                media_type="application/json",
+                headers={"cache-control": "no-store"},
+            )
+        doc = json.loads(rows.document(ctx))  # among replicas the owners come from the leases table
+        configured = [row["mailboxId"] for row in doc["mailboxes"]]
+        if ctx.daemon is not None:
+            configured = [b.id for b in ctx.daemon.settings.mailboxes]
+        doc["mailboxes"] = await add_owners(doc["mailboxes"], configured, manager, ctx.extras.get("replica"))
+        return JSONResponse(doc, headers={"cache-control": "no-store"})
+
+    async def replicas(_: Request) -> Response:
+        manager = ctx.extras.get("leases")
+        identity = ctx.extras.get("replica")
+        if manager is not None:
+            try:
+                return JSONResponse(
+                    await read_replicas(manager.leases), headers={"cache-control": "no-store"}
+                )
+            except ConnectorError as exc:
+                return error(503, exc.code, f"cannot read the replicas: {exc}")
+        if identity is None or ctx.daemon is None:
+            return error(503, "not_running", "the daemon is not running")
+        view = single_replica_view(
+            identity, ctx.extras.get("started_at", utc_now()), list(ctx.daemon.runners)
         )
+        return JSONResponse(view, headers={"cache-control": "no-store"})
 
     async def page(_: Request) -> Response:
         return HTMLResponse(
@@ -153,6 +189,7 @@ def admin_routes(ctx: ApiContext) -> Sequence[BaseRoute]:
 
     return [
         Route(STATUS_PATH, status, methods=["GET"]),
+        Route(REPLICAS_PATH, replicas, methods=["GET"]),
         Route("/admin", page, methods=["GET"]),
         Route("/", root, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -152,7 +152,7 @@ function button(label, onClick, data, cls) {
 function act(id, verb) { return post("/api/v1/mailboxes/" + encodeURIComponent(id) + "/" + verb, id + ": " + verb, id + ":" + verb); }
 function mailboxButtons(m) {
   const acts = el("div");
-  if (!m.running) { acts.textContent = "not running"; return acts; }
+  if (!m.running) { acts.textContent = m.owner ? "runs elsewhere" : "not running"; return acts; }
   const id = m.mailboxId;
   acts.appendChild(button("poll now", () => act(id, "poll"), {action: "poll", mailbox: id}));
   acts.appendChild(m.paused ? button("resume", () => act(id, "resume"), {action: "resume", mailbox: id})
@@ -204,6 +204,11 @@ function charts(series, title) {
   g.appendChild(chart("IWD latency " + title, series.iwdLatencyMs, "ms"));
   return g;
 }
+function ownerCell(m) {
+  const c = td("Owner", m.owner || "–", "owner");
+  if (m.leaseExpiresAt) c.title = "lease until " + new Date(m.leaseExpiresAt).toLocaleTimeString();
+  return c;
+}
 // ---------------------------------------------------------------- views
 async function overview() {
   const [doc, ch] = await Promise.all([getJSON(STATUS), getJSON("/api/v1/charts")]);
@@ -216,11 +221,11 @@ async function overview() {
       td("Last success", ago(i.lastSuccessAt)), td("Lag", i.lagSeconds === null ? "–" : i.lagSeconds.toFixed(1) + " s"),
       td("Backlog", i.backlog), td("Quarantine", i.quarantined), td("Delivered", i.deliveredTotal),
       td("Last error", i.lastError ? i.lastError.code + ": " + i.lastError.message + " (" + ago(i.lastError.at) + ")" : "–", "err"),
-      td("Actions", mailboxButtons(m)));
+      ownerCell(m), td("Actions", mailboxButtons(m)));
     return tr;
   });
   const frag = document.createDocumentFragment();
-  add(frag, table(["Mailbox", "Inbound", "Outbound", "Last success", "Lag", "Backlog", "Quarantine", "Delivered", "Last error", "Actions"], rows, true),
+  add(frag, table(["Mailbox", "Inbound", "Outbound", "Last success", "Lag", "Backlog", "Quarantine", "Delivered", "Last error", "Owner", "Actions"], rows, true),
     el("h2", "All mailboxes, last hour"), charts(ch.series["*"], "(all)"));
   return frag;
 }

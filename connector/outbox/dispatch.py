@@ -26,6 +26,7 @@ from connector.errors import (
     ConfigError,
     ConnectorError,
     IWDRejected,
+    LeaseLost,
     ProviderError,
     SendDeferred,
     SendError,
@@ -126,6 +127,12 @@ class Dispatcher:
             self._sent[box.id] = self.sent_folder_factory(box)
         return self._sent[box.id]
 
+    async def _drop_sender(self, mailbox_id: str) -> None:
+        sender = self._senders.pop(mailbox_id, None)
+        if sender is not None:
+            with contextlib.suppress(Exception):
+                await sender.close()
+
     async def close(self) -> None:
         for sender in self._senders.values():
             with contextlib.suppress(Exception):
@@ -224,6 +231,10 @@ class Dispatcher:
 
         try:
             return await self._send(claimed, box, request, message, raw, phase)
+        except LeaseLost as exc:  # paused past the claim: another replica owns the reply now
+            log.warning("reply_claim_lost", reply_id=entry.id, mailbox=box.id, error=str(exc))
+            await self._drop_sender(box.id)  # the SMTP transaction stopped before DATA
+            return Outcome(claimed, exc)
         except Exception as exc:  # a bug or a broken store after the claim: settle by phase
             log.exception("reply_attempt_crashed", reply_id=entry.id, mailbox=box.id, phase=phase[0])
             if phase[0] == "accepted":  # the server has it: report, never resend (even by policy)
@@ -251,8 +262,8 @@ class Dispatcher:
         first_accept = not any(r.get("accepted") for r in claimed.results.values())
 
         async def before_data() -> None:
+            await self.outbox.outbox_set_phase(claimed.id, "data")  # LeaseLost: the claim moved on
             phase[0] = "data"
-            await self.outbox.outbox_set_phase(claimed.id, "data")
 
         try:
             receipt = await self.sender(box).send(message, box.address, recipients, before_data=before_data)

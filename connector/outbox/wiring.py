@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ from connector.outbox.api import EXTRA_KEY
 from connector.outbox.autoack import AutoAck
 from connector.outbox.worker import OutboxWorker
 from connector.status import StatusBoard
-from connector.store.outbox import SqlOutbox
+from connector.store.outbox import LOCAL_OWNER, SqlOutbox
 from connector.store.sql import SqlStore
 from connector.store.types import Store
 
@@ -19,16 +20,33 @@ log = structlog.get_logger("connector.outbox")
 
 
 def attach_outbox(
-    daemon: Any, store: Store, iwd: IWDClient, board: StatusBoard, api: Any
+    daemon: Any,
+    store: Store,
+    iwd: IWDClient,
+    board: StatusBoard,
+    api: Any,
+    *,
+    replica_id: str = LOCAL_OWNER,
+    on_refused: Callable[[str], None] | None = None,
 ) -> OutboxWorker | None:
     """Appends the outbox worker to `daemon.services` and sets `daemon.on_delivered`.
 
-    `daemon` is a connector.daemon.Daemon, `api` its ApiContext (or None)."""
+    `daemon` is a connector.daemon.Daemon, `api` its ApiContext (or None). The worker claims
+    replies as `replica_id`; on PostgreSQL other replicas may share the outbox."""
     if not isinstance(store, SqlStore):
         log.warning("outbox_disabled", reason="the store is not a SqlStore")
         return None
-    outbox = SqlOutbox(store)
-    worker = OutboxWorker(lambda: daemon.settings, outbox, iwd, board, crash=daemon.crash)
+    ttl = daemon.settings.replicas.lease_ttl_seconds
+    outbox = SqlOutbox(store, owner=replica_id, claim_ttl_seconds=ttl)
+    worker = OutboxWorker(
+        lambda: daemon.settings,
+        outbox,
+        iwd,
+        board,
+        crash=daemon.crash,
+        exclusive=store.dialect == "sqlite",
+        on_refused=on_refused,
+    )
     autoack = AutoAck(lambda: daemon.settings, outbox, worker.enqueue, clock=worker.clock)
     daemon.on_delivered = autoack.on_delivered
     daemon.services.append(worker)

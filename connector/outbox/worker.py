@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from connector.config import ConnectorSettings, MailboxSettings
-from connector.errors import ConnectorError, SendRejected, StoreError
+from connector.errors import ConnectorError, LeaseLost, SendRejected, StoreError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient
 from connector.outbox.compose import new_message_id
@@ -78,8 +78,13 @@ class OutboxWorker:
         clock: Callable[[], datetime] = utcnow,
         rand: Callable[[], float] = random.random,
         crash: CrashPoints | None = None,
+        exclusive: bool = True,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
+        # True: no other process shares the outbox (SQLite), so start-up takes every `sending` row
+        self.exclusive = exclusive
+        self.on_refused = on_refused  # a reply's claim was lost (the fenced-writes metric)
         self.outbox = outbox
         self.iwd = iwd
         self.board = board
@@ -205,8 +210,11 @@ class OutboxWorker:
     # ------------------------------------------------------------------ sending
 
     async def recover(self) -> None:
-        """Rows left `sending` by a crash: retried, found in Sent, or uncertain (never resent blindly)."""
-        for entry in await self.outbox.outbox_in_state(OutboxState.SENDING):
+        """Rows left `sending` by a crash: retried, found in Sent, or uncertain (never resent blindly).
+        Runs between sends, so none of this worker's own replies is in flight: with the store to
+        itself (SQLite) every `sending` row is stranded; among replicas only rows whose claim lapsed
+        and whose replica is gone, each claimed first, so no other replica settles it too."""
+        for entry in await self.outbox.outbox_claim_stranded(everything=self.exclusive):
             settled = await self.dispatcher.settle_interrupted(entry)
             log.info("reply_recovered", reply_id=entry.id, state=settled.state.value, phase=entry.phase)
 
@@ -219,13 +227,23 @@ class OutboxWorker:
             except ConnectorError as exc:
                 log.info("iwd_queue_unavailable", error=str(exc))
                 self.troubles.append(f"IWD outbound queue: {exc}")
-        due = await self.outbox.outbox_due(self.clock(), DUE_BATCH)
+        await self.recover()  # replies a dead replica left `sending`, once their claims lapsed
+        due = await self.outbox.outbox_claim_due(self.clock(), DUE_BATCH)
         by_box: dict[str, list[OutboxEntry]] = {}
         for entry in due:
             by_box.setdefault(entry.mailbox_id, []).append(entry)
-        outcomes = await asyncio.gather(
-            *(self._send_box(box_id, rows) for box_id, rows in by_box.items()), return_exceptions=True
-        )
+        keeper = asyncio.create_task(self._keep_claims(), name="outbox-claims") if due else None
+        try:
+            outcomes = await asyncio.gather(
+                *(self._send_box(box_id, rows) for box_id, rows in by_box.items()), return_exceptions=True
+            )
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await keeper
+        if due:
+            await self.outbox.outbox_release_claims()  # what this tick did not get to, for anyone
         sent = 0
         tried: dict[str, BaseException | None] = {}
         for box_id, outcome in zip(by_box, outcomes, strict=True):
@@ -259,6 +277,16 @@ class OutboxWorker:
             elif box.sends_via is not None:
                 update_board(self.board, counts.get(box.id, {}), box.id, now, None, counts_only=True)
 
+    async def _keep_claims(self) -> None:
+        """Renews this replica's reply claims while it sends (one statement each time)."""
+        every = self.outbox.claim_ttl_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.outbox.outbox_renew_claims()
+            except ConnectorError as exc:
+                log.warning("reply_claims_not_renewed", error=str(exc))
+
     def state_counts(self) -> dict[str, int]:
         """Replies per state at the last tick, for the `iwd_email_outbox_items` gauge."""
         return dict(self.counts)
@@ -271,6 +299,10 @@ class OutboxWorker:
             if self._stop.is_set():
                 break
             outcome = await self.dispatcher.attempt(entry)
+            if isinstance(outcome.error, LeaseLost):
+                if self.on_refused is not None:
+                    self.on_refused(mailbox_id)
+                continue
             if outcome.entry.state is OutboxState.SENT:
                 sent += 1
                 error = None
@@ -306,6 +338,8 @@ class OutboxWorker:
         self._wake.set()
 
     async def start(self) -> None:
+        if self.exclusive:  # alone on the store: claims left by an earlier process bind nobody
+            await self.outbox.outbox_release_claims(everyone=True)
         await self.recover()
         self._task = asyncio.create_task(self._loop(), name="outbox")
 

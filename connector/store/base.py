@@ -7,9 +7,10 @@ reading first and deciding in Python.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -20,6 +21,7 @@ from connector.store.engine import (
     WRITE_OPTION,
     translated_errors,
 )
+from connector.store.fence import Fence, check_fence
 from connector.store.rows import (
     utc_now,
 )
@@ -34,6 +36,7 @@ class SqlBase:
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         self._url = url
         self._secret = url.password
+        self._fence: Fence | None = None  # set on a runner's copy (fenced()) when leases are in use
 
     @property
     def dialect(self) -> str:
@@ -48,6 +51,25 @@ class SqlBase:
             async with self._engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
 
+    def fenced(self, fence: Fence | None) -> Self:
+        """This store on the same engine, whose every write first checks `fence` in its own
+        transaction (LeaseLost when the lease moved on); None: unfenced (SQLite, one process)."""
+        clone = copy.copy(self)
+        clone._fence = fence
+        return clone
+
+    @property
+    def fence(self) -> Fence | None:
+        return self._fence
+
+    async def fence_check(self, operation: str) -> None:
+        """Raises LeaseLost unless the fence still holds (right before a server-side command)."""
+        if self._fence is None:
+            return
+        with self._errors("fence_check", mailbox=self._fence.mailbox_id):
+            async with self._writer.begin() as conn:
+                await check_fence(conn, self._fence, operation)
+
     # plumbing ------------------------------------------------------------------------
     def _errors(self, operation: str, **context: Any) -> AbstractContextManager[None]:
         return translated_errors(operation, self._secret, **context)
@@ -56,6 +78,8 @@ class SqlBase:
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """One write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
         async with self._writer.begin() as conn:
+            if self._fence is not None:
+                await check_fence(conn, self._fence, "write")
             yield conn
 
     @asynccontextmanager

@@ -4,6 +4,11 @@
 and PostgreSQL pool); `open_store()` is unchanged and the r0002 revision runs with the others at
 open. Every state change is one conditional UPDATE, so a stale worker can never move a reply
 backwards (e.g. a `sent` reply back to `sending`).
+
+Several replicas share the outbox through claims (r0004): a replica claims due replies in a batch
+(`FOR UPDATE SKIP LOCKED`, so two replicas never claim the same row), keeps its claims alive
+while it works, and every state change it makes requires the claim to be its own. Claim expiry
+uses the database's clock.
 """
 
 from __future__ import annotations
@@ -18,15 +23,20 @@ from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from connector.errors import StoreError
+from connector.errors import LeaseLost, StoreError
 from connector.store.engine import WRITE_OPTION, translated_errors
+from connector.store.fence import db_now
+from connector.store.lease_tables import replicas
 from connector.store.outbox_tables import auto_ack, outbox
 from connector.store.rows import clean_optional_text, clean_text
 from connector.store.sql import SqlStore
 from connector.store.types import OUTBOX_OPEN_STATES, OutboxEntry, OutboxState
 
 _REQUEUE_FROM = (OutboxState.UNCERTAIN, OutboxState.FAILED, OutboxState.RETRYING)
+_CLAIMABLE = (OutboxState.QUEUED, OutboxState.RETRYING, OutboxState.SENDING)
 _LOOKUP_CHUNK = 500
+LOCAL_OWNER = "local"
+DEFAULT_CLAIM_TTL_SECONDS = 30.0
 
 
 class OutboxConflict(StoreError):
@@ -65,17 +75,44 @@ def outbox_entry(row: Row[Any]) -> OutboxEntry:
         last_error=row.last_error,
         results=json.loads(row.results or "{}"),
         reported_state=row.reported_state,
+        claim_owner=row.claim_owner,
+        claim_expires_at=row.claim_expires_at,
     )
 
 
 class SqlOutbox:
-    """Implements connector.store.types.OutboxStore over an open SqlStore."""
+    """Implements connector.store.types.OutboxStore over an open SqlStore; `owner` is the
+    replica whose claims this instance takes, holding each for `claim_ttl_seconds`."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        *,
+        owner: str = LOCAL_OWNER,
+        claim_ttl_seconds: float = DEFAULT_CLAIM_TTL_SECONDS,
+    ) -> None:
         self._engine = store._engine
         self._writer = self._engine.execution_options(**{WRITE_OPTION: True})
         self._secret = store._url.password
         self._dialect = store.dialect
+        self.owner = owner
+        self.claim_ttl_seconds = claim_ttl_seconds
+
+    def _now(self, plus_seconds: float = 0.0) -> Any:
+        return db_now(self._dialect, plus_seconds)
+
+    def _mine(self) -> Any:
+        """The row's claim is this replica's (lapsed or not: nobody else took it)."""
+        return outbox.c.claim_owner == self.owner
+
+    def _claimable(self) -> Any:
+        """Nobody else holds a live claim on the row."""
+        return or_(
+            outbox.c.claim_owner.is_(None),
+            outbox.c.claim_owner == self.owner,
+            outbox.c.claim_expires_at.is_(None),
+            outbox.c.claim_expires_at <= self._now(),
+        )
 
     @asynccontextmanager
     async def _write(self, operation: str, **context: Any) -> AsyncIterator[AsyncConnection]:
@@ -132,13 +169,19 @@ class SqlOutbox:
     async def outbox_claim(self, reply_id: str, now: datetime) -> OutboxEntry | None:
         stmt = (
             update(outbox)
-            .where(outbox.c.id == reply_id, outbox.c.state.in_([s.value for s in OUTBOX_OPEN_STATES]))
+            .where(
+                outbox.c.id == reply_id,
+                outbox.c.state.in_([s.value for s in OUTBOX_OPEN_STATES]),
+                self._claimable(),
+            )
             .values(
                 state=OutboxState.SENDING.value,
                 attempts=outbox.c.attempts + 1,
                 phase=None,
                 updated_at=now,
                 first_attempt_at=func.coalesce(outbox.c.first_attempt_at, now),
+                claim_owner=self.owner,
+                claim_expires_at=self._now(self.claim_ttl_seconds),
             )
         )
         async with self._write("outbox_claim", reply_id=reply_id) as conn:
@@ -147,13 +190,103 @@ class SqlOutbox:
             return await self._row(conn, reply_id)
 
     async def outbox_set_phase(self, reply_id: str, phase: str) -> None:
+        """The last word before DATA: lands only while this replica's claim is live (database
+        clock), else raises LeaseLost and the message must not be transferred."""
         stmt = (
             update(outbox)
-            .where(outbox.c.id == reply_id, outbox.c.state == OutboxState.SENDING.value)
+            .where(
+                outbox.c.id == reply_id,
+                outbox.c.state == OutboxState.SENDING.value,
+                self._mine(),
+                outbox.c.claim_expires_at > self._now(),
+            )
             .values(phase=phase)
         )
         async with self._write("outbox_set_phase", reply_id=reply_id) as conn:
-            await conn.execute(stmt)
+            if (await conn.execute(stmt)).rowcount != 1:
+                raise LeaseLost(
+                    "reply claim lost before DATA: another replica may send it",
+                    reply_id=reply_id,
+                    owner=self.owner,
+                )
+
+    async def outbox_claim_due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
+        """Claims up to `limit` replies due at `now` (the worker's clock, as next_attempt_at was
+        set with it) that no other replica holds, oldest first; rows another replica is claiming
+        at this moment are skipped (SKIP LOCKED). The claim's expiry uses the database's clock."""
+        pick = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.state.in_([s.value for s in OUTBOX_OPEN_STATES]),
+                or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+                self._claimable(),
+            )
+            .order_by(outbox.c.created_at, outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._write("outbox_claim_due", owner=self.owner) as conn:
+            ids = [str(i) for i in (await conn.scalars(pick)).all()]
+            if not ids:
+                return []
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(claim_owner=self.owner, claim_expires_at=self._now(self.claim_ttl_seconds))
+            )
+            rows = await conn.execute(select(outbox).where(outbox.c.id.in_(ids)))
+            found = {r.id: outbox_entry(r) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    async def outbox_claim_stranded(self, *, everything: bool = False) -> list[OutboxEntry]:
+        """Claims replies left `sending` by a replica that is gone: its claim lapsed and it has no
+        live heartbeat (or it is this replica's own from before a restart). `everything`: all
+        `sending` rows (SQLite, where the file lock proves no other process runs)."""
+        query = select(outbox.c.id).where(outbox.c.state == OutboxState.SENDING.value)
+        if not everything:
+            live = select(replicas.c.replica_id).where(
+                replicas.c.expires_at > self._now(), replicas.c.replica_id != self.owner
+            )
+            query = query.where(
+                or_(outbox.c.claim_expires_at.is_(None), outbox.c.claim_expires_at <= self._now()),
+                or_(outbox.c.claim_owner.is_(None), outbox.c.claim_owner.not_in(live)),
+            )
+        query = query.order_by(outbox.c.updated_at).with_for_update(skip_locked=True)
+        async with self._write("outbox_claim_stranded", owner=self.owner) as conn:
+            ids = [str(i) for i in (await conn.scalars(query)).all()]
+            if not ids:
+                return []
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(claim_owner=self.owner, claim_expires_at=self._now(self.claim_ttl_seconds))
+            )
+            rows = await conn.execute(select(outbox).where(outbox.c.id.in_(ids)))
+            return [outbox_entry(r) for r in rows]
+
+    async def outbox_renew_claims(self) -> int:
+        """Keeps this replica's live claims alive (one statement, however many it holds)."""
+        stmt = (
+            update(outbox)
+            .where(
+                self._mine(),
+                outbox.c.state.in_([s.value for s in _CLAIMABLE]),
+                outbox.c.claim_expires_at > self._now(),
+            )
+            .values(claim_expires_at=self._now(self.claim_ttl_seconds))
+        )
+        async with self._write("outbox_renew_claims", owner=self.owner) as conn:
+            return int((await conn.execute(stmt)).rowcount or 0)
+
+    async def outbox_release_claims(self, *, everyone: bool = False) -> int:
+        """Hands back claimed replies this replica did not get to (still queued or retrying);
+        `everyone`: any replica's (one process alone on its store, at start-up)."""
+        stmt = update(outbox).where(outbox.c.state.in_([s.value for s in OUTBOX_OPEN_STATES]))
+        if not everyone:
+            stmt = stmt.where(self._mine())
+        stmt = stmt.values(claim_owner=None, claim_expires_at=None)
+        async with self._write("outbox_release_claims", owner=self.owner) as conn:
+            return int((await conn.execute(stmt)).rowcount or 0)
 
     async def outbox_finish(
         self,
@@ -188,6 +321,8 @@ class SqlOutbox:
             if sent_at is not None:
                 values["sent_at"] = sent_at
             guarded = update(outbox).where(outbox.c.id == reply_id, outbox.c.state == expected.value)
+            if expected is OutboxState.SENDING:  # our own attempt: only while nobody took the claim over
+                guarded = guarded.where(or_(self._mine(), outbox.c.claim_owner.is_(None)))
             if (await conn.execute(guarded.values(**values))).rowcount != 1:
                 raced = await self._row(conn, reply_id)
                 assert raced is not None

@@ -31,6 +31,9 @@ outbox = Table(
     Column("last_error", Text, nullable=True),
     Column("results", Text, nullable=False),
     Column("reported_state", String(16), nullable=True),
+    # which replica sends it, until when (r0004); NULL: nobody has claimed it
+    Column("claim_owner", String(), nullable=True),
+    Column("claim_expires_at", UtcDateTime, nullable=True),
     CheckConstraint(
         "state IN ('queued', 'sending', 'sent', 'retrying', 'failed', 'uncertain')", name="state"
     ),

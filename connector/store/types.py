@@ -208,6 +208,8 @@ class OutboxEntry:
     last_error: str | None = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     reported_state: str | None = None  # the state last reported to IWD (origin iwd)
+    claim_owner: str | None = None  # the replica that sends it (r0004); None: unclaimed
+    claim_expires_at: datetime | None = None
 
 
 class OutboxStore(Protocol):
@@ -229,7 +231,24 @@ class OutboxStore(Protocol):
         """queued|retrying -> sending, attempts + 1, phase cleared; None if it was not open."""
         ...
 
-    async def outbox_set_phase(self, reply_id: str, phase: str) -> None: ...
+    async def outbox_set_phase(self, reply_id: str, phase: str) -> None:
+        """Right before DATA; raises LeaseLost when this replica's claim on the reply lapsed."""
+        ...
+
+    # claims: which replica sends a reply (several replicas on one database) ----------
+    claim_ttl_seconds: float
+
+    async def outbox_claim_due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
+        """Claims due replies no other replica holds (SKIP LOCKED), oldest first."""
+        ...
+
+    async def outbox_claim_stranded(self, *, everything: bool = False) -> list[OutboxEntry]:
+        """Claims `sending` replies whose claim lapsed and whose replica is gone (or all of them)."""
+        ...
+
+    async def outbox_renew_claims(self) -> int: ...
+
+    async def outbox_release_claims(self, *, everyone: bool = False) -> int: ...
 
     async def outbox_finish(
         self,

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import connector.store.lease_tables  # registers the lease tables on the metadata (as the next line does)
 import connector.store.outbox_tables  # noqa: F401 - registers the outbox tables on the metadata
 from connector.errors import StoreError
 from connector.models import RawMessage
@@ -34,7 +35,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "9001"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -469,7 +470,7 @@ async def test_schema_is_at_head_and_matches_table_definitions(store: SqlStore) 
 
     async with store._engine.connect() as conn:
         revision, diffs = await conn.run_sync(inspect)
-    assert revision == head_revision() == "0003"
+    assert revision == head_revision() == "0004"
     assert diffs == []
 
 

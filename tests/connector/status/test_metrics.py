@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connector.errors import AuthFailed
 from connector.metrics import ConnectorMetrics, route_of
+from connector.runtime.lease_metrics import LeaseMetrics
 from connector.status import StatusBoard
 
 
@@ -90,6 +91,9 @@ def test_example_alert_rules_only_use_metrics_that_exist() -> None:
     metrics.item_delivered("a", 1.0)
     metrics.quarantined.labels("a").inc()
     metrics.observe_iwd("GET", "/emails", 500, 0.1, None)
+    leases = LeaseMetrics(metrics.registry)  # several replicas (connector/runtime/leases.py)
+    for counter in (leases.takeovers, leases.lost, leases.fenced):
+        counter.labels("a").inc()
     exported = {s.name for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples}
     for name in set(re.findall(r"iwd_email_\w+", exprs)):
         assert name in exported, name
