@@ -142,7 +142,16 @@ class SandboxProcess:
         self.url = self.base + "/iwd/v3"
         self._log = open(workdir / "sandbox-iwd.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "connector", "sandbox-iwd", "--port", str(self.port), "--db", str(self.db_path)],
+            [
+                sys.executable,
+                "-m",
+                "connector",
+                "sandbox-iwd",
+                "--port",
+                str(self.port),
+                "--db",
+                str(self.db_path),
+            ],
             stdout=self._log,
             stderr=self._log,
             env=child_env(),
@@ -425,10 +434,13 @@ class Cluster:
         return counts
 
     def stop_all(self) -> None:
-        for member in self.members.values():
-            if member.proc is None or member.proc.poll() is not None:
-                continue
-            member.resume()  # a paused one must run to stop
+        """SIGTERM to every running member at once (a paused one is resumed first), then waits."""
+        running = [m for m in self.members.values() if m.alive()]
+        for member in running:
+            member.resume()
+            assert member.proc is not None
+            member.proc.send_signal(signal.SIGTERM)
+        for member in running:
             with contextlib.suppress(AssertionError):
                 member.terminate()
 
@@ -448,7 +460,9 @@ def fair(counts: dict[str, int], total: int) -> bool:
 
 _STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)"
 _LOGIN = re.compile(_STAMP + r" imap-login: Info: Login: user=<([^>]*)>.*session=<([^>]+)>")
-_END = re.compile(_STAMP + r" imap\(([^)]*)\)<\d+><([^>]+)>: Info: (?:Disconnected|Logged out|Connection closed)")
+_END = re.compile(
+    _STAMP + r" imap\(([^)]*)\)<\d+><([^>]+)>: Info: (?:Disconnected|Logged out|Connection closed)"
+)
 
 
 @dataclass(frozen=True)

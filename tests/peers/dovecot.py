@@ -200,7 +200,7 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
 log_timestamp = "%Y-%m-%d %H:%M:%S.%{{usecs}} "
-login_log_format_elements = user=<%u> method=%m rip=%r rport=%{{rport}} lip=%l mpid=%e %c session=<%{{session}}>
+login_log_format_elements = user=<%u> method=%m rip=%r rport=%{{rport}} mpid=%e %c session=<%{{session}}>
 protocols = imap
 listen = 127.0.0.1
 first_valid_uid = 1

@@ -89,8 +89,9 @@ class _Handler:
         if hold is not None and not hold.is_set():
             with self.peer.lock:
                 self.peer.held.append(session.peer)
-            while not hold.is_set():
-                await asyncio.sleep(0.02)
+            # until set, or until the test's rules are replaced (a test that failed while holding)
+            while not await asyncio.to_thread(hold.wait, 0.2) and self.peer.rules.hold_rcpt is hold:
+                pass
         refusal = self.peer.rules.rcpt(address)
         if refusal:
             return refusal
