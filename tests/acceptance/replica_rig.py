@@ -266,9 +266,17 @@ class Replica:
 
     def terminate(self, within: float = STOP_SECONDS) -> int:
         """SIGTERM and wait; returns the exit code."""
+        self.signal_stop()
+        return self.wait_stopped(within)
+
+    def signal_stop(self) -> None:
+        """SIGTERM once (a second one during shutdown is not what an orchestrator sends)."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, within: float = STOP_SECONDS) -> int:
+        assert self.proc is not None
         try:
             return self.proc.wait(within)
         except subprocess.TimeoutExpired:
@@ -438,11 +446,10 @@ class Cluster:
         running = [m for m in self.members.values() if m.alive()]
         for member in running:
             member.resume()
-            assert member.proc is not None
-            member.proc.send_signal(signal.SIGTERM)
+            member.signal_stop()
         for member in running:
             with contextlib.suppress(AssertionError):
-                member.terminate()
+                member.wait_stopped()
 
     def logs(self, chars: int = 3000) -> str:
         return "\n".join(f"--- {r.name}\n{r.tail(chars)}" for r in self.members.values())
