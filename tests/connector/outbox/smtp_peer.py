@@ -46,6 +46,7 @@ class Rules:
     data: Callable[[EmailMessage], str | None] = lambda _msg: None
     drop_after_data: Callable[[EmailMessage], bool] = lambda _msg: False
     hold_rcpt: threading.Event | None = None  # while not set, RCPT waits (the client sees a slow server)
+    data_seconds: float = 0.0  # how long the server takes after the DATA dot before it answers
 
 
 @dataclass
@@ -105,6 +106,8 @@ class _Handler:
         refusal = self.peer.rules.data(msg)
         if refusal:
             return refusal
+        if self.peer.rules.data_seconds:
+            await asyncio.sleep(self.peer.rules.data_seconds)  # a client gone meanwhile cancels this
         with self.peer.lock:
             self.peer.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), msg, raw, session.peer)
