@@ -516,7 +516,7 @@ def all_sessions_closed(dovecot: Dovecot) -> bool:
 def seen_count(dovecot: Dovecot, user: str) -> int:
     """Messages flagged \\Seen in the user's INBOX (doveadm: no IMAP session of our own)."""
     out = dovecot.doveadm("search", "-u", user, "mailbox", "INBOX", "SEEN").stdout
-    return len(out.split())
+    return len(out.splitlines())  # one "<mailbox guid> <uid>" line per message
 
 
 def clear_seen(dovecot: Dovecot, user: str) -> None:
