@@ -44,14 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connector.config import ConnectorSettings  # noqa: E402
-from tests.acceptance.replica_rig import (  # noqa: E402
-    Cluster,
-    SandboxProcess,
-    fair,
-    imap_box,
-    maildir_box,
-    wait_until,
-)
+from tests.acceptance.replica_peers import SandboxProcess, wait_until  # noqa: E402
+from tests.acceptance.replica_rig import Cluster, fair, imap_box, maildir_box  # noqa: E402
 from tests.peers.dovecot import Dovecot, free_port  # noqa: E402
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

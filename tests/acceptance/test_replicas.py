@@ -15,22 +15,19 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.replica_rig import (
-    Cluster,
+from tests.acceptance.replica_peers import (
     Database,
     SandboxProcess,
     all_sessions_closed,
     clear_seen,
     concurrent_sessions,
-    fair,
     fresh_database,
-    imap_box,
     imap_sessions,
-    maildir_box,
     postgres_listening,
     seen_count,
     wait_until,
 )
+from tests.acceptance.replica_rig import Cluster, fair, imap_box, maildir_box
 from tests.connector.outbox.smtp_peer import SmtpPeer
 from tests.peers.dovecot import Dovecot
 
