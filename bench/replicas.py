@@ -186,17 +186,23 @@ def has_replicas_view(cluster: Cluster) -> bool:
         return False
 
 
-def wait_fair(cluster: Cluster, total: int, within: float) -> bool:
-    """Waits until the live members hold fair shares; False when there is no replicas view."""
+def wait_fair(cluster: Cluster, total: int, within: float) -> str | None:
+    """Waits until the live members hold fair shares; None when they do, else why not (no replicas
+    view: the feature is missing; or not within the deadline: the figures then say so)."""
     if not has_replicas_view(cluster):
-        return False
-    wait_until(
-        lambda: fair(cluster.holdings(), total) and len(cluster.holdings()) == len(cluster.live()),
-        within,
-        "fair shares",
-        every=0.2,
-    )
-    return True
+        return "no /api/v1/replicas: every replica serves every mailbox"
+    started = time.monotonic()
+    try:
+        wait_until(
+            lambda: fair(cluster.holdings(), total) and len(cluster.holdings()) == len(cluster.live()),
+            within,
+            "fair shares",
+            every=0.2,
+        )
+    except AssertionError:
+        return f"no fair share within {within:g} s: holdings {cluster.holdings()}"
+    print(f"    fair shares after {time.monotonic() - started:.1f} s", flush=True)
+    return None
 
 
 def inbound_items(iwd: SandboxProcess) -> int:
@@ -241,7 +247,7 @@ def bench_ingest(args: argparse.Namespace, pg: Postgres, work: Path) -> list[str
                         elapsed = time.monotonic() - started
                     finally:
                         cluster.stop_all()
-                note = "" if shared else " (no /api/v1/replicas: every replica serves every mailbox)"
+                note = f" ({shared})" if shared else ""
                 line = (
                     f"ingest: {replicas} replica(s), {args.mailboxes} mailboxes, {total} messages: "
                     f"{elapsed:.1f} s, {total / elapsed:,.0f} items/s{note}"
@@ -265,8 +271,8 @@ def bench_failover(args: argparse.Namespace, pg: Postgres, work: Path) -> list[s
             cluster.workdir.mkdir(exist_ok=True)
             try:
                 members = cluster.start("r1", "r2", "r3")
-                if not wait_fair(cluster, boxes_n, 60):
-                    return ["failover: skipped (no /api/v1/replicas: the feature is not there)"]
+                if (why := wait_fair(cluster, boxes_n, 60)) is not None:
+                    return [f"failover: skipped ({why})"]
                 for k in range(args.kills):
                     victim = members[k % 3]
                     orphans = {b for b, owner in cluster.owners().items() if owner == victim.name}
