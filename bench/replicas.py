@@ -45,12 +45,13 @@ sys.path.insert(0, str(ROOT))
 
 from connector.config import ConnectorSettings  # noqa: E402
 from tests.acceptance.replica_peers import SandboxProcess, wait_until  # noqa: E402
-from tests.acceptance.replica_rig import Cluster, fair, imap_box, maildir_box  # noqa: E402
+from tests.acceptance.replica_rig import Cluster, Replica, fair, imap_box, maildir_box  # noqa: E402
 from tests.peers.dovecot import Dovecot, free_port  # noqa: E402
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SHARED_PG = "postgresql://postgres@127.0.0.1:5432"
 INGEST_DEADLINE_SECONDS = 600.0
+READY_SECONDS = 600.0
 FAILOVER_DEADLINE_SECONDS = 60.0  # a failover that takes longer is recorded at this value
 IDLE_POLL_SECONDS = 3600  # upkeep part: mailboxes that never cycle during the window
 
@@ -179,6 +180,14 @@ def private_postgres() -> Iterator[Postgres | None]:
 # ---------------------------------------------------------------- helpers
 
 
+def start_all(cluster: Cluster, *names: str) -> list[Replica]:
+    """Starts the members together; with hundreds of mailboxes start-up takes a while."""
+    members = cluster.start(*names, ready=False)
+    for member in members:
+        member.wait_ready(READY_SECONDS)
+    return members
+
+
 def has_replicas_view(cluster: Cluster) -> bool:
     member = cluster.live()[0]
     try:
@@ -231,7 +240,7 @@ def bench_ingest(args: argparse.Namespace, pg: Postgres, work: Path) -> list[str
                     )
                     cluster.workdir.mkdir(exist_ok=True)
                     try:
-                        cluster.start(*[f"r{i + 1}" for i in range(replicas)])
+                        start_all(cluster, *[f"r{i + 1}" for i in range(replicas)])
                         shared = wait_fair(cluster, args.mailboxes, 120)
                         started = time.monotonic()
                         for b, user in enumerate(users):
@@ -271,7 +280,7 @@ def bench_failover(args: argparse.Namespace, pg: Postgres, work: Path) -> list[s
             cluster = Cluster(work / "failover", pg.url(name), iwd.url, boxes, replicas=leases(args))
             cluster.workdir.mkdir(exist_ok=True)
             try:
-                members = cluster.start("r1", "r2", "r3")
+                members = start_all(cluster, "r1", "r2", "r3")
                 if (why := wait_fair(cluster, boxes_n, 60)) is not None:
                     return [f"failover: skipped ({why})"]
                 for k in range(args.kills):
@@ -292,7 +301,7 @@ def bench_failover(args: argparse.Namespace, pg: Postgres, work: Path) -> list[s
                         print(f"failover {k + 1}: not within {FAILOVER_DEADLINE_SECONDS:g} s", flush=True)
                     times.append(time.monotonic() - killed)
                     print(f"failover {k + 1}: {times[-1]:.2f} s ({len(orphans)} mailboxes)", flush=True)
-                    victim.start().wait_ready()
+                    victim.start().wait_ready(READY_SECONDS)
                     wait_fair(cluster, boxes_n, 60)
             finally:
                 cluster.stop_all()
@@ -328,9 +337,7 @@ def bench_upkeep(args: argparse.Namespace, pg: Postgres, work: Path) -> list[str
                 )
                 cluster.workdir.mkdir(exist_ok=True)
                 try:
-                    cluster.start("r1", "r2", ready=False)
-                    for member in cluster.live():
-                        member.wait_ready(300)
+                    start_all(cluster, "r1", "r2")
                     if not wait_fair(cluster, count, 300):
                         lines.append(
                             f"upkeep {count}: skipped (no /api/v1/replicas: the feature is not there)"
