@@ -15,7 +15,7 @@ Not part of the test suite; prints figures, asserts nothing about time. Three pa
    transaction, a lower bound of statements) — the output says which.
 
     .venv/bin/python bench/replicas.py [--mailboxes 600] [--per-box 10] [--kills 10]
-        [--leases 600,5000] [--parts ingest,failover,upkeep] [--ttl 3 --renew 1]
+        [--leases 600,5000] [--parts ingest,failover,upkeep] [--ttl 3 --renew 1] [--ingest-ttl 30]
 
 Every wait has a deadline; a part that cannot run (the feature missing: no /api/v1/replicas)
 says so and the others still run.
@@ -236,12 +236,16 @@ def bench_ingest(args: argparse.Namespace, pg: Postgres, work: Path) -> list[str
                 boxes = [imap_box(dovecot, u, f"b{i:04d}") for i, u in enumerate(users)]
                 with pg.database("bench_ingest") as name:
                     cluster = Cluster(
-                        work / f"ingest{run}", pg.url(name), iwd.url, boxes, replicas=leases(args)
+                        work / f"ingest{run}",
+                        pg.url(name),
+                        iwd.url,
+                        boxes,
+                        replicas=leases(args, args.ingest_ttl),
                     )
                     cluster.workdir.mkdir(exist_ok=True)
                     try:
                         start_all(cluster, *[f"r{i + 1}" for i in range(replicas)])
-                        shared = wait_fair(cluster, args.mailboxes, 120)
+                        shared = wait_fair(cluster, args.mailboxes, 300)
                         started = time.monotonic()
                         for b, user in enumerate(users):
                             first = b * args.per_box
@@ -404,7 +408,10 @@ def main() -> None:
     parser.add_argument("--replicas", default="1,2,3", help="replica counts for the ingest part")
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--leases", default="600,5000", help="mailbox counts for the upkeep part")
-    parser.add_argument("--ttl", type=float, default=3.0, help="lease TTL for ingest and failover")
+    parser.add_argument(
+        "--ingest-ttl", type=float, default=30.0, help="lease TTL for the ingest part (default)"
+    )
+    parser.add_argument("--ttl", type=float, default=3.0, help="lease TTL for the failover part")
     parser.add_argument("--renew", type=float, default=1.0)
     parser.add_argument(
         "--upkeep-ttl", type=float, default=30.0, help="lease TTL for the upkeep part (default)"
