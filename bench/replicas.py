@@ -342,10 +342,8 @@ def bench_upkeep(args: argparse.Namespace, pg: Postgres, work: Path) -> list[str
                 cluster.workdir.mkdir(exist_ok=True)
                 try:
                     start_all(cluster, "r1", "r2")
-                    if not wait_fair(cluster, count, 300):
-                        lines.append(
-                            f"upkeep {count}: skipped (no /api/v1/replicas: the feature is not there)"
-                        )
+                    if (why := wait_fair(cluster, count, 300)) is not None:
+                        lines.append(f"upkeep {count}: skipped ({why})")
                         continue
                     before = counter(pg, name)
                     started = time.monotonic()
