@@ -53,6 +53,7 @@ SHARED_PG = "postgresql://postgres@127.0.0.1:5432"
 INGEST_DEADLINE_SECONDS = 600.0
 READY_SECONDS = 600.0
 FAILOVER_DEADLINE_SECONDS = 60.0  # a failover that takes longer is recorded at this value
+LEASE_TABLES = ("mailbox_leases", "replicas")  # statements that are lease upkeep by what they touch
 IDLE_POLL_SECONDS = 3600  # upkeep part: mailboxes that never cycle during the window
 
 
@@ -353,9 +354,13 @@ def bench_upkeep(args: argparse.Namespace, pg: Postgres, work: Path) -> list[str
                 finally:
                     cluster.stop_all()
             per_second = (after["total"] - before["total"]) / elapsed / 2
+            on_leases = ""
+            if after["leases"] is not None:
+                lease_rate = (after["leases"] - before["leases"]) / elapsed / 2
+                on_leases = f" ({lease_rate:.2f}/s name the lease or replica tables)"
             line = (
                 f"upkeep: {count} leases over 2 replicas (TTL {args.upkeep_ttl:g} s, renew TTL/3), "
-                f"{elapsed:.0f} s window: {per_second:.2f} statements/s per replica [{pg.counter}]"
+                f"{elapsed:.0f} s window: {per_second:.2f} statements/s per replica{on_leases} [{pg.counter}]"
             )
             print(line, flush=True)
             top = sorted(
@@ -379,9 +384,10 @@ def counter(pg: Postgres, name: str) -> dict[str, Any]:
             f"WHERE d.datname = '{name}'"
         )
         by_query = {str(r["query"]): int(r["calls"]) for r in rows}
-        return {"total": sum(by_query.values()), "by_query": by_query}
+        leases = sum(n for q, n in by_query.items() if any(t in q for t in LEASE_TABLES))
+        return {"total": sum(by_query.values()), "leases": leases, "by_query": by_query}
     rows = pg.fetch(f"SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = '{name}'")
-    return {"total": int(rows[0]["n"]), "by_query": {}}
+    return {"total": int(rows[0]["n"]), "leases": None, "by_query": {}}
 
 
 FEATURE = "replicas" in ConnectorSettings.model_fields  # before issue #13 the key is refused
