@@ -12,6 +12,7 @@ from pathlib import Path
 from connector.api import ApiContext, ApiServer, create_api_app
 from connector.api.admin import admin_routes
 from connector.api.app import RouteGroup
+from connector.api.console import ActivityWatcher, console_routes
 from connector.config import ConnectorSettings, MailboxSettings
 from connector.daemon import Daemon
 from connector.errors import ConnectorError
@@ -19,8 +20,10 @@ from connector.iwd.client import IWDClient
 from connector.logs import SecretRedactor
 from connector.outbox.api import reply_routes
 from connector.outbox.wiring import attach_outbox
+from connector.peer_calls import observe_activity, observe_all, observe_iwd
 from connector.reload import ConfigReloader
 from connector.reporter import StatusReporter
+from connector.services import OneShot
 from connector.status import StatusBoard
 from connector.store import open_store
 from connector.store.types import Store
@@ -29,7 +32,7 @@ from providers.base import Checkable
 from providers.registry import build_inbound
 
 # Route groups served beside /healthz and /readyz (replies API, admin page, metrics).
-ROUTE_GROUPS: list[RouteGroup] = [admin_routes, reply_routes]
+ROUTE_GROUPS: list[RouteGroup] = [console_routes, admin_routes, reply_routes]  # console first: /check
 
 
 @dataclass
@@ -45,7 +48,9 @@ class Runtime:
     def daemon(self) -> Daemon:
         """The daemon with its services; the HTTP server only when enabled."""
         daemon = Daemon(self.settings, self.store, self.iwd, provider_factory=build_inbound, board=self.board)
-        self.iwd.observer = daemon.metrics.observe_iwd
+        self.iwd.observer = observe_all(  # metrics, then status, then the console's charts
+            daemon.metrics.observe_iwd, observe_iwd, observe_activity(self.board.activity)
+        )
         self.api = ApiContext(self.settings, self.store, self.iwd, self.board, daemon=daemon)
         reloader = ConfigReloader(daemon, self.config_path, redactor=self.redactor)
         self.api.extras.update(metrics=daemon.metrics, reloader=reloader)
@@ -60,6 +65,7 @@ class Runtime:
                     daemon.metrics,
                 ),
                 Watchdog(daemon, self.settings.status),
+                ActivityWatcher(self.board),
             ]
         )
         attach_outbox(daemon, self.store, self.iwd, self.board, self.api)  # replies (issue #5)
@@ -108,6 +114,18 @@ async def check_mailbox(box: MailboxSettings) -> MailboxVerdict:
     finally:
         with contextlib.suppress(Exception):
             await provider.close()
+
+
+async def run_once(daemon: Daemon) -> bool:
+    """`run --once` and `demo --once`: one cycle per mailbox, then one round of every service
+    that has one (the outbox sends the replies that are due), through the daemon's own code.
+    False when a mailbox or a round failed."""
+    results = await daemon.run_once()
+    ok = all(report is not None for report in results.values())
+    for service in daemon.services:
+        if isinstance(service, OneShot):
+            ok = await service.run_once() and ok
+    return ok
 
 
 async def serve_until_signalled(daemon: Daemon, on_started: Callable[[], None] | None = None) -> None:

@@ -16,12 +16,13 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from connector import delivery
+from connector.activity import Delivery
 from connector.config import MailboxSettings
 from connector.cycle import CycleReport, OnDelivered, SyncEvents
 from connector.errors import ConnectorError, IWDRejected, MessageError, ProviderError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient, is_payload_fault
-from connector.iwd.profile import build_email_payload
+from connector.iwd.profile import attachment_idempotency_key, build_email_payload
 from connector.models import EmailItem, PostAction, PostActionKind, RawMessage
 from connector.store.types import LedgerEntry, LedgerState, QuarantineEntry, Store
 from providers.base import BatchPostActions, InboundProvider
@@ -264,8 +265,13 @@ class BatchDelivery:
         item = work.item
         assert item is not None
         attachment_ids = [
-            await self.iwd.upload_attachment(a.data, filename=a.filename, content_type=a.content_type)
-            for a in item.attachments
+            await self.iwd.upload_attachment(
+                a.data,
+                filename=a.filename,
+                content_type=a.content_type,
+                idempotency_key=attachment_idempotency_key(work.external_id, i, a.sha256),
+            )
+            for i, a in enumerate(item.attachments)
         ]
         self.crash.reached("uploaded")
         return build_email_payload(
@@ -285,7 +291,15 @@ class BatchDelivery:
         if lag is not None:
             report.max_lag_seconds = max(lag, report.max_lag_seconds or 0.0)
         if self.events is not None:
-            self.events.delivered(self.mailbox.id, lag)
+            detail = Delivery(
+                at=self.clock(),
+                folder=message.folder,
+                subject=work.item.subject if work.item is not None else "",
+                external_id=work.external_id,
+                iwd_id=work.iwd_id,
+                lag_seconds=lag,
+            )
+            self.events.delivered(self.mailbox.id, lag, detail)
         self.log.info(
             "item_delivered",
             folder=message.folder,

@@ -33,7 +33,9 @@ def _log_level(value: str) -> str:
 @app.command()
 def run(
     config: ConfigOption,
-    once: Annotated[bool, typer.Option("--once", help="One cycle per mailbox, then exit")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="One cycle per mailbox, send the replies that are due, then exit")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error", callback=_log_level)] = "info",
 ) -> None:
     """Run the daemon until SIGTERM/SIGINT (finishes the current message, commits, exits 0)."""
@@ -51,14 +53,13 @@ async def _run(
     config_path: Path | None = None,
     redactor: SecretRedactor | None = None,
 ) -> int:
-    from connector.app import runtime, serve_until_signalled
+    from connector.app import run_once, runtime, serve_until_signalled
 
     try:
         async with runtime(settings, config_path=config_path, redactor=redactor) as rt:
             daemon = rt.daemon()
             if once:
-                results = await daemon.run_once()
-                return 0 if all(r is not None for r in results.values()) else 1
+                return 0 if await run_once(daemon) else 1
             await serve_until_signalled(daemon)
             return 0
     except ConnectorError as exc:
@@ -114,8 +115,11 @@ def demo(
 
 @app.command("sandbox-iwd")
 def sandbox_iwd(
-    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1)")] = 4024,
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 4024,
     db: Annotated[Path, typer.Option(help="SQLite file for items")] = Path("sandbox-iwd.db"),
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 inside a container, to publish the port)")
+    ] = "127.0.0.1",
     api_key: Annotated[
         str, typer.Option(envvar="SANDBOX_IWD_API_KEY", help="Expected x-api-key")
     ] = DEFAULT_API_KEY,
@@ -124,7 +128,7 @@ def sandbox_iwd(
     """Serve the sandbox IWD (the documented IWD email API profile) until Ctrl-C."""
     from connector.sandbox import serve
 
-    serve(port=port, db=str(db), api_key=api_key, ccid=ccid)
+    serve(port=port, db=str(db), api_key=api_key, ccid=ccid, host=host)
 
 
 @app.command()

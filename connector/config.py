@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from connector.models import PostAction
-from connector.secrets import expand_env, is_secret_key, resolve_secret
+from connector.secrets import expand_env, is_secret_key, resolve_optional
 
 DEFAULT_POLL_SECONDS = 60
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -29,7 +29,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
 
 def _secret(value: Any) -> Any:
     if isinstance(value, str):
-        return resolve_secret(value)
+        return resolve_optional(value)
     return value
 
 
@@ -287,7 +287,6 @@ def _secret_ref(value: str) -> str:
     if not (value.startswith("file:") or re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value)):
         raise ValueError("must be a reference (${ENV_VAR} or file:/path), never a literal secret")
     return value
-
 
 
 class ReloadSettings(_Model):

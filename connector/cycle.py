@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from connector.activity import Delivery
 from connector.models import EmailItem
 
 
@@ -20,7 +21,11 @@ class SyncEvents(Protocol):
 
     def fetched(self, mailbox_id: str, count: int) -> None: ...
 
-    def delivered(self, mailbox_id: str, lag_seconds: float | None) -> None: ...
+    def settled(self, mailbox_id: str, count: int) -> None:
+        """`count` fetched messages are handled (delivered, known, quarantined): out of the backlog."""
+
+    def delivered(self, mailbox_id: str, lag_seconds: float | None, detail: Delivery | None = None) -> None:
+        """One item is in IWD and committed; `detail` (subject, ids) is for the console's list."""
 
     def quarantined(self, mailbox_id: str) -> None: ...
 

@@ -1,10 +1,11 @@
 """The running daemon: one APScheduler job per mailbox, push loops where a provider can push,
 and a clean stop that lets the current message finish and commit.
 
-A slow or failing mailbox never delays the others: each has its own job (max_instances=1,
-coalescing) and its own lock; a global semaphore bounds how many cycles run at once. Mailboxes
-can be added, changed and removed while running (hot reload): a removed or changed mailbox's job
-stops taking new cycles and its in-flight cycle finishes and commits before its connection closes.
+A slow or failing mailbox never delays the others: each has its own job (which only starts a
+cycle in the mailbox's runner, see `connector.runner`) and its own lock; a global semaphore bounds
+how many cycles run at once. Mailboxes can be added, changed and removed while running (hot
+reload): a removed or changed mailbox's job stops taking new cycles and its in-flight cycle
+finishes and commits before its connection closes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from connector.runner import (
 )
 from connector.services import Service
 from connector.status import MailboxState, StatusBoard
-from connector.store.types import LedgerState, Store
+from connector.store.types import Store
 
 log = structlog.get_logger("connector.daemon")
 
@@ -104,14 +105,10 @@ class Daemon:
             return None
 
     async def _seed(self, mailbox_id: str) -> None:
-        """deliveredTotal and quarantine size from the store, so they survive restarts."""
+        """deliveredTotal and quarantine size from the store, so they survive restarts.
+        deliveredTotal counts IWD items, not ledger rows (aliases share their first copy's item)."""
         try:
-            total = sum(
-                [
-                    await self.store.ledger_count(mailbox_id, s)
-                    for s in (LedgerState.DELIVERED, LedgerState.ACTED)
-                ]
-            )
+            total = await self.store.ledger_count_items(mailbox_id)
             quarantined = await self.store.quarantine_count(mailbox_id)
         except ConnectorError as exc:
             log.warning("status_seed_failed", mailbox=mailbox_id, error=str(exc))
@@ -132,7 +129,7 @@ class Daemon:
         assert self.scheduler is not None
         interval = runner.mailbox.poll_interval_seconds
         self.scheduler.add_job(
-            runner.poll,
+            runner.poll_due,
             "interval",
             seconds=interval,
             id=runner.mailbox.id,
@@ -191,18 +188,21 @@ class Daemon:
         self.poll_now(mailbox_id)
         return True
 
-    async def retry_quarantine(self, mailbox_id: str, entry_id: int | None = None) -> tuple[int, int]:
-        """Retries quarantined mail now, under the mailbox's lock; returns (tried, delivered)."""
+    async def retry_quarantine(
+        self, mailbox_id: str, entry_id: int | None = None, *, as_unparseable: bool = False
+    ) -> tuple[int, int]:
+        """Retries quarantined mail now, under the mailbox's lock; returns (tried, delivered).
+        `as_unparseable` delivers it flagged unparseable without converting it again (the console)."""
         runner = self.runners.get(mailbox_id)
         if runner is None:
             raise KeyError(mailbox_id)
         tried = delivered = 0
-        async with runner.lock:
+        async with runner.exclusive():
             for entry in await self.store.quarantine_list(mailbox_id):
                 if entry_id is not None and entry.id != entry_id:
                     continue
                 tried += 1
-                delivered += int(await runner.sync.retry_quarantined(entry))
+                delivered += int(await runner.sync.retry_quarantined(entry, as_unparseable=as_unparseable))
             self.board.set_quarantined(mailbox_id, await self.store.quarantine_count(mailbox_id))
         log.info("quarantine_retried", mailbox=mailbox_id, tried=tried, delivered=delivered)
         return tried, delivered

@@ -5,7 +5,8 @@
     ├── ProviderError               anything a mail provider raised, translated at the adapter edge
     │   ├── AuthFailed              credentials rejected: the mailbox needs a person (state auth_required)
     │   ├── FolderMissing           a configured folder does not exist
-    │   ├── ProviderUnavailable     network, TLS, timeout, server down: retried next cycle
+    │   ├── ProviderUnavailable     network, TLS, timeout, server down: retried next cycle (degraded)
+    │   │   └── CertificateRejected the server's TLS certificate is not trusted: a fix, not an outage
     │   ├── Throttled               the provider asked us to slow down (retry_after_seconds)
     │   └── CursorReset             the stored cursor is no longer valid (UIDVALIDITY, expired historyId)
     ├── IWDError                    the IWD API failed
@@ -66,6 +67,11 @@ class FolderMissing(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     code = "unavailable"
+
+
+class CertificateRejected(ProviderUnavailable):
+    """Retried like an outage (the CA may be fixed by a reload), but shown as `error`: waiting
+    will not help, a person must set the right CA."""
 
 
 class Throttled(ProviderError):

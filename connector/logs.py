@@ -10,6 +10,7 @@ JSON renderer, so every line on stdout is one redacted JSON object.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
@@ -29,6 +30,9 @@ def _secret_field(name: str) -> bool:
     return is_secret_key(name) or name.lower().replace("_", "").replace("-", "") in CREDENTIAL_HEADERS
 
 
+WHOLE_WORD_BELOW = 12
+
+
 class SecretRedactor:
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
         self.values = sorted({v for v in secret_values if len(v) >= 4}, key=len, reverse=True)
@@ -39,9 +43,14 @@ class SecretRedactor:
         self.values = sorted(merged, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
+        """Replaces each secret. A short one (under WHOLE_WORD_BELOW characters) only where it stands
+        alone: a 4-letter password is also a syllable of ordinary words, which must stay readable."""
         for value in self.values:
             if value in text:
-                text = text.replace(value, REDACTED)
+                if len(value) >= WHOLE_WORD_BELOW:
+                    text = text.replace(value, REDACTED)
+                else:
+                    text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", REDACTED, text)
         return text
 
     def __call__(

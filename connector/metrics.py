@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from connector.status import MailboxState, StatusBoard
+from connector.status import MailboxState, Peer, StatusBoard
 
 PREFIX = "iwd_email_"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -70,6 +70,16 @@ class _BoardCollector(Collector):
             labels=["mailbox", "direction"],
         )
         paused = GaugeMetricFamily(PREFIX + "mailbox_paused", "1 when paused by an admin", labels=["mailbox"])
+        peer_down = GaugeMetricFamily(
+            PREFIX + "mailbox_peer_down",
+            "1 while calls from the mailbox to this peer (iwd, mail_server, store) fail, 0 otherwise",
+            labels=["mailbox", "direction", "peer"],
+        )
+        failing_since = GaugeMetricFamily(
+            PREFIX + "mailbox_failing_since_timestamp_seconds",
+            "Unix time of the first failed call of the current outage (absent while ok)",
+            labels=["mailbox", "direction"],
+        )
         for box in self.board.all():
             for direction, status in (("inbound", box.inbound), ("outbound", box.outbound)):
                 for candidate in MailboxState:
@@ -82,9 +92,14 @@ class _BoardCollector(Collector):
                     lag.add_metric([box.mailbox_id, direction], status.lag_seconds)
                 if status.last_success_at is not None:
                     success.add_metric([box.mailbox_id, direction], status.last_success_at.timestamp())
+                for peer in Peer:
+                    down = 1.0 if peer in status.peers_down else 0.0
+                    peer_down.add_metric([box.mailbox_id, direction, peer.value], down)
+                if status.failing_since is not None:
+                    failing_since.add_metric([box.mailbox_id, direction], status.failing_since.timestamp())
             quarantine.add_metric([box.mailbox_id], float(box.inbound.quarantined))
             paused.add_metric([box.mailbox_id], 1.0 if box.paused else 0.0)
-        yield from (state, quarantine, backlog, lag, success, paused)
+        yield from (state, quarantine, backlog, lag, success, paused, peer_down, failing_since)
         counts = self.outbox()
         outbox = GaugeMetricFamily(
             PREFIX + "outbox_items", "Replies in the outbox by state", labels=["state"]

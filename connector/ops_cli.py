@@ -23,7 +23,8 @@ from rich.table import Table
 
 from connector.config import ConnectorSettings, load_config
 from connector.errors import ConfigError, ConnectorError
-from connector.store.types import LedgerState, QuarantineEntry, Store
+from connector.secrets import UNRESOLVED, secrets_optional
+from connector.store.types import QuarantineEntry, Store
 
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file")]
@@ -35,9 +36,14 @@ quarantine_app = typer.Typer(
 )
 
 
-def load_settings(path: Path) -> ConnectorSettings:
-    """The configuration, or exit 2 with the message naming file and field (shared by every command)."""
+def load_settings(path: Path, *, read_only: bool = False) -> ConnectorSettings:
+    """The configuration, or exit 2 with the message naming file and field (shared by every command).
+    `read_only` (status, quarantine list/show/export): a secret that cannot be resolved is not an
+    error, since these commands read only the store and the daemon's API."""
     try:
+        if read_only:
+            with secrets_optional():
+                return load_config(path)
         return load_config(path)
     except ConfigError as exc:
         typer.echo(f"configuration error\n{exc}", err=True)
@@ -73,7 +79,7 @@ def daemon_base_url(settings: ConnectorSettings) -> str:
 
 def _daemon(settings: ConnectorSettings) -> httpx.Client:
     headers = {}
-    if settings.http.token is not None:
+    if settings.http.token is not None and settings.http.token.get_secret_value() != UNRESOLVED:
         headers["authorization"] = f"Bearer {settings.http.token.get_secret_value()}"
     return httpx.Client(base_url=daemon_base_url(settings), headers=headers, timeout=5.0, trust_env=False)
 
@@ -124,7 +130,7 @@ def status_table(doc: dict[str, Any]) -> Table:
         lag = inbound.get("lagSeconds")
         table.add_row(
             box["mailboxId"] + (" (paused)" if box.get("paused") else ""),
-            inbound["state"],
+            _state(inbound),
             outbound["state"],
             _ago(inbound.get("lastSuccessAt")),
             "-" if lag is None else f"{lag:.1f} s",
@@ -136,10 +142,37 @@ def status_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def _state(direction: dict[str, Any]) -> str:
+    """The state, and for an outage whose it is and since when: `degraded (iwd since 12 s ago)`."""
+    err = direction.get("lastError") or {}
+    if direction["state"] == "degraded" and err.get("peer"):
+        return f"{direction['state']} ({err['peer']} since {_ago(err.get('since'))})"
+    return str(direction["state"])
+
+
+class NoStoreYet(ConnectorError):
+    code = "no_store"
+
+
+def missing_store_file(url: str) -> Path | None:
+    """The SQLite file a URL names when it does not exist (opening it would create an empty one)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
 @contextlib.asynccontextmanager
-async def _store(settings: ConnectorSettings) -> AsyncIterator[Store]:
+async def _store(settings: ConnectorSettings, *, read_only: bool = True) -> AsyncIterator[Store]:
+    """The store; a read creates nothing: a missing SQLite file is NoStoreYet, not a new database."""
     from connector.store import open_store
 
+    missing = missing_store_file(settings.store.url) if read_only else None
+    if missing is not None:
+        raise NoStoreYet(f"no store at {missing} yet (nothing has been delivered or quarantined)")
     store = await open_store(settings.store.url)
     try:
         yield store
@@ -148,12 +181,17 @@ async def _store(settings: ConnectorSettings) -> AsyncIterator[Store]:
 
 
 async def _offline_status(settings: ConnectorSettings) -> dict[str, Any]:
+    if missing_store_file(settings.store.url) is not None:  # nothing delivered yet: all zero
+        empty = {"state": "unknown", "backlog": 0, "quarantined": 0, "deliveredTotal": 0}
+        rows = [
+            {"mailboxId": b.id, "inbound": empty, "outbound": {"state": "unknown"}}
+            for b in settings.mailboxes
+        ]
+        return {"running": False, "mailboxes": rows}
     async with _store(settings) as store:
         boxes = []
         for box in settings.mailboxes:
-            delivered = sum(
-                [await store.ledger_count(box.id, s) for s in (LedgerState.DELIVERED, LedgerState.ACTED)]
-            )
+            delivered = await store.ledger_count_items(box.id)
             quarantined = await store.quarantine_count(box.id)
             unknown = {
                 "state": "unknown",
@@ -167,7 +205,7 @@ async def _offline_status(settings: ConnectorSettings) -> dict[str, Any]:
 
 def status_command(config: ConfigOption) -> None:
     """Every mailbox's state, last success, lag, backlog, quarantine and last error (from the daemon)."""
-    settings = load_settings(config)
+    settings = load_settings(config, read_only=True)
     doc = fetch_status(settings)
     if doc is None:
         out.print(
@@ -183,12 +221,12 @@ def status_command(config: ConfigOption) -> None:
 # ---------------------------------------------------------------- quarantine
 
 
-def _summary(raw: bytes) -> dict[str, str]:
+def message_summary(raw: bytes) -> dict[str, str]:
     headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
     return {name: str(headers.get(name, "")) for name in ("From", "Subject", "Date", "Message-ID")}
 
 
-def _size_text(entry: QuarantineEntry) -> str:
+def size_text(entry: QuarantineEntry) -> str:
     text = f"{entry.message.size} bytes"
     if entry.headers_only:
         text += f" (oversize: only the {len(entry.raw)}-byte header block is kept)"
@@ -215,7 +253,10 @@ def quarantine_list(
     mailbox: Annotated[str | None, typer.Option(help="Only this mailbox")] = None,
 ) -> None:
     """Unresolved quarantine entries, oldest first."""
-    settings = load_settings(config)
+    settings = load_settings(config, read_only=True)
+    if missing_store_file(settings.store.url) is not None:
+        out.print(f"quarantine (0): no store at {missing_store_file(settings.store.url)} yet")
+        return
     entries = run_or_exit(_entries(settings, mailbox))
     table = Table(title=f"quarantine ({len(entries)})")
     for column in ("id", "mailbox", "folder", "provider id", "attempts", "first seen", "subject", "error"):
@@ -228,7 +269,7 @@ def quarantine_list(
             e.provider_id,
             str(e.attempts),
             e.first_seen_at.isoformat(timespec="seconds"),
-            _summary(e.raw)["Subject"][:60],
+            message_summary(e.raw)["Subject"][:60],
             e.error[:100],
         )
     out.print(table)
@@ -237,7 +278,7 @@ def quarantine_list(
 @quarantine_app.command("show")
 def quarantine_show(config: ConfigOption, entry_id: Annotated[int, typer.Argument(help="Entry id")]) -> None:
     """One entry: where it came from, why it is held, its main headers."""
-    entry = run_or_exit(_entry(load_settings(config), entry_id))
+    entry = run_or_exit(_entry(load_settings(config, read_only=True), entry_id))
     facts = {
         "id": str(entry.id),
         "mailbox": entry.mailbox_id,
@@ -247,9 +288,9 @@ def quarantine_show(config: ConfigOption, entry_id: Annotated[int, typer.Argumen
         "first seen": entry.first_seen_at.isoformat(),
         "last attempt": entry.last_attempt_at.isoformat(),
         "received": entry.internal_date.isoformat() if entry.internal_date else "unknown",
-        "size": _size_text(entry),
+        "size": size_text(entry),
         "error": entry.error,
-        **_summary(entry.raw),
+        **message_summary(entry.raw),
     }
     for key, value in facts.items():
         out.print(f"[bold]{key}:[/] {value}", highlight=False, markup=True)
@@ -262,7 +303,7 @@ def quarantine_export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the raw .eml")],
 ) -> None:
     """Writes the message exactly as it was fetched (the raw .eml)."""
-    entry = run_or_exit(_entry(load_settings(config), entry_id))
+    entry = run_or_exit(_entry(load_settings(config, read_only=True), entry_id))
     output.write_bytes(entry.raw)
     out.print(f"wrote {len(entry.raw)} bytes to {output}")
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import structlog
 
-from connector.batch_delivery import BatchDelivery, Outcome, Work
+from connector.batch_delivery import HANDLED, BatchDelivery, Outcome, Work
 from connector.config import MailboxSettings
 from connector.convert import convert, unparseable_item
 from connector.cycle import CycleReport, OnDelivered, SyncEvents, cycle_summary, utcnow
@@ -162,7 +162,11 @@ class MailboxSync:
                 work.outcome = Outcome.QUARANTINED
                 continue
             self.crash.reached("converted")
-        handled = await self.delivery.deliver(works, report, advance=True)
+        try:
+            handled = await self.delivery.deliver(works, report, advance=True)
+        finally:  # also when IWD gives up: what it took is out of the backlog, the rest waits
+            if self.events is not None:
+                self.events.settled(self.mailbox.id, sum(w.outcome in HANDLED for w in works))
         return handled and len(works) == len(messages) and not self.stop.is_set()
 
     async def _convert(self, message: RawMessage) -> EmailItem:
@@ -215,16 +219,19 @@ class MailboxSync:
                 held.add((entry.folder, entry.provider_id))
         return held
 
-    async def retry_quarantined(self, entry: QuarantineEntry, report: CycleReport | None = None) -> bool:
+    async def retry_quarantined(
+        self, entry: QuarantineEntry, report: CycleReport | None = None, *, as_unparseable: bool = False
+    ) -> bool:
         """Converts the kept message again, with the metadata it was fetched with (so receivedAt,
-        size and the oversize flag are the server's, not the retry's); True once IWD holds it."""
+        size and the oversize flag are the server's, not the retry's); True once IWD holds it.
+        `as_unparseable`: a person chose to deliver it now, flagged, with the raw .eml attached."""
         report = report or CycleReport(self.mailbox.id)
         message = entry.message
 
         def last_resort(error: str) -> EmailItem:
             return unparseable_item(entry.raw, error, size=message.size, headers_only=message.headers_only)
 
-        if entry.attempts >= self.quarantine_max_attempts:
+        if as_unparseable or entry.attempts >= self.quarantine_max_attempts:
             # out of attempts, whether conversion failed or IWD kept refusing the item: a person
             # still gets the mail, flagged unparseable with the raw .eml attached
             item = last_resort(entry.error)

@@ -6,8 +6,11 @@ that reaches a log line or an f-string prints as '**********'.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -15,6 +18,32 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class SecretRefError(ValueError):
     """A reference that cannot be resolved; the message names the reference, never a value."""
+
+
+UNRESOLVED = "<unresolved secret>"  # what a secret reads as under `secrets_optional()`
+_optional: ContextVar[bool] = ContextVar("secrets_optional", default=False)
+
+
+@contextlib.contextmanager
+def secrets_optional() -> Iterator[None]:
+    """Loads inside this block read an unresolvable secret as UNRESOLVED instead of failing: for
+    commands that read only the store or the daemon (`status`, `quarantine list`), which must not
+    demand every mailbox's password to show a table."""
+    token = _optional.set(True)
+    try:
+        yield
+    finally:
+        _optional.reset(token)
+
+
+def resolve_optional(text: str) -> str:
+    """resolve_secret, or UNRESOLVED inside `secrets_optional()` when the reference cannot be read."""
+    try:
+        return resolve_secret(text)
+    except SecretRefError:
+        if _optional.get():
+            return UNRESOLVED
+        raise
 
 
 def expand_env(text: str, env: dict[str, str] | None = None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class Service(Protocol):
@@ -19,6 +19,18 @@ class Service(Protocol):
 
     async def stop(self) -> None:
         """Finishes or abandons in-flight work safely (everything durable is already committed)."""
+        ...
+
+
+@runtime_checkable
+class OneShot(Protocol):
+    """A service whose work can also be done as one round, for `run --once` (the outbox sends
+    the replies that are due). Optional: a service without it only runs in the daemon."""
+
+    name: str
+
+    async def run_once(self) -> bool:
+        """One round, then close what it opened; False when part of it failed (logged)."""
         ...
 
 

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.activity import ActivityLog
 from connector.errors import (
     AuthFailed,
+    CertificateRejected,
     IWDUnavailable,
+    ProviderUnavailable,
     StoreError,
     Throttled,
 )
@@ -25,7 +28,7 @@ from connector.errors import (
 
 class MailboxState(enum.StrEnum):
     OK = "ok"
-    DEGRADED = "degraded"  # mail server fine, IWD or store not: delivery waits
+    DEGRADED = "degraded"  # a peer (IWD, mail server, store) is failing: delivery waits, retried
     THROTTLED = "throttled"
     AUTH_REQUIRED = "auth_required"
     ERROR = "error"
@@ -33,14 +36,33 @@ class MailboxState(enum.StrEnum):
     DISABLED = "disabled"  # turned off in the configuration, or paused by an administrator
 
 
+class Peer(enum.StrEnum):
+    """Whom a mailbox depends on; `lastError.peer` names the one that failed."""
+
+    IWD = "iwd"
+    MAIL_SERVER = "mail_server"
+    STORE = "store"
+
+
+def peer_of(exc: BaseException) -> Peer | None:
+    """The peer whose outage `exc` reports; None when it needs a person or is a bug."""
+    if isinstance(exc, IWDUnavailable):
+        return Peer.IWD
+    if isinstance(exc, StoreError):
+        return Peer.STORE
+    if isinstance(exc, ProviderUnavailable) and not isinstance(exc, CertificateRejected):
+        return Peer.MAIL_SERVER
+    return None
+
+
 def state_for(exc: BaseException) -> MailboxState:
     if isinstance(exc, AuthFailed):
         return MailboxState.AUTH_REQUIRED
     if isinstance(exc, Throttled):
         return MailboxState.THROTTLED
-    if isinstance(exc, IWDUnavailable | StoreError):
-        return MailboxState.DEGRADED
-    return MailboxState.ERROR  # ProviderError, ConfigError, and bugs alike
+    if peer_of(exc) is not None:
+        return MailboxState.DEGRADED  # an outage: retried, and over by itself when the peer is back
+    return MailboxState.ERROR  # other ProviderErrors, ConfigError, and bugs alike
 
 
 def error_code(exc: BaseException) -> str:
@@ -62,14 +84,29 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
 
 
+# states a peer outage may replace with `degraded` (the others need a person and say more)
+_OUTAGE_STATES = frozenset({MailboxState.OK, MailboxState.DEGRADED})
+
+
 @dataclass
 class LastError:
+    """`since` is when this run of failures began (the first failed call), `at` the latest one."""
+
     code: str
     message: str
     at: datetime
+    since: datetime | None = None
+    peer: Peer | None = None
+    context: dict[str, Any] = field(default_factory=dict)  # folder, uid, request id (console only)
 
     def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "at": self.at.isoformat()}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "at": self.at.isoformat(),
+            "since": _iso(self.since or self.at),
+            "peer": self.peer.value if self.peer else None,
+        }
 
 
 @dataclass
@@ -82,6 +119,53 @@ class DirectionStatus:
     quarantined: int = 0
     delivered_total: int = 0
     lag_seconds: float | None = None
+    failing_since: datetime | None = None  # the first failure since the last success
+    peers_down: dict[Peer, datetime] = field(default_factory=dict)  # peer -> its first failed call
+
+    def fail(self, exc: BaseException, at: datetime, *, paused: bool = False, settle: bool = True) -> bool:
+        """Records a failure the moment it happens; True when the state changed.
+
+        `settle` (a cycle ended with `exc`) sets the state `exc` stands for. Otherwise (one failed
+        call inside a cycle, a lost IDLE connection) a peer outage turns only an `ok` direction
+        `degraded`: a state that needs a person (auth_required, error, ...) says more and stays."""
+        state = state_for(exc)
+        peer = peer_of(exc)
+        self.failing_since = self.failing_since or at
+        since = self.failing_since
+        if peer is not None:
+            since = self.peers_down.setdefault(peer, at)
+        self.last_error = LastError(
+            code=error_code(exc),
+            message=sanitize(str(exc)),
+            at=at,
+            since=since,
+            peer=peer,
+            context={k: str(v) for k, v in getattr(exc, "context", {}).items()},
+        )
+        if paused or (not settle and peer is not None and self.state not in _OUTAGE_STATES):
+            return False
+        changed = self.state is not state
+        self.state = state
+        return changed
+
+    def peer_answered(self, peer: Peer, *, paused: bool = False) -> bool:
+        """The first success after a peer's outage; True when that made the direction ok again."""
+        if self.peers_down.pop(peer, None) is None:
+            return False
+        if paused or self.peers_down or self.state is not MailboxState.DEGRADED:
+            return False
+        self.state = MailboxState.OK
+        self.failing_since = None
+        return True
+
+    def succeed(self, *, paused: bool = False) -> bool:
+        """A whole cycle (or send) worked: every peer answered. True when the state changed."""
+        changed = self.state is not MailboxState.OK
+        if not paused:
+            self.state = MailboxState.OK
+        self.failing_since = None
+        self.peers_down.clear()
+        return changed and not paused
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +210,7 @@ class StatusBoard:
         self._boxes: dict[str, MailboxStatus] = {}
         self.version = 0
         self.changed = asyncio.Event()
+        self.activity = ActivityLog()  # recent deliveries, errors, state changes (the console)
 
     def touch(self) -> None:
         """Tells readers something changed (writers outside this module may call it too)."""
@@ -147,6 +232,7 @@ class StatusBoard:
 
     def remove(self, mailbox_id: str) -> None:
         if self._boxes.pop(mailbox_id, None) is not None:
+            self.activity.forget(mailbox_id)
             self.touch()
 
     # ------------------------------------------------------------ inbound
@@ -177,9 +263,7 @@ class StatusBoard:
         box = status.inbound
         status.cycle_started_at = None
         status.last_cycle_end_at = at
-        changed = box.state is not MailboxState.OK
-        if not status.paused:
-            box.state = MailboxState.OK
+        changed = box.succeed(paused=status.paused)
         box.last_success_at = at
         box.quarantined = quarantined
         box.backlog = 0
@@ -189,17 +273,37 @@ class StatusBoard:
         return changed
 
     def inbound_failed(self, mailbox_id: str, at: datetime, exc: BaseException) -> bool:
+        """A cycle ended with `exc`: the state it stands for. True when the state changed."""
         status = self.get(mailbox_id)
-        box = status.inbound
         status.cycle_started_at = None
         status.last_cycle_end_at = at
-        state = state_for(exc)
-        changed = box.state is not state
-        if not status.paused:
-            box.state = state
-        box.last_error = LastError(code=error_code(exc), message=sanitize(str(exc)), at=at)
+        changed = status.inbound.fail(exc, at, paused=status.paused)
         self.touch()
         return changed
+
+    def inbound_fault(self, mailbox_id: str, at: datetime, exc: BaseException) -> bool:
+        """One failed call while no cycle ends (an IWD attempt that will be retried, a lost IDLE
+        connection): shown at once, not when the retries give up. True when the state changed."""
+        status = self.get(mailbox_id)
+        changed = status.inbound.fail(exc, at, paused=status.paused, settle=False)
+        self.touch()
+        return changed
+
+    def inbound_peer_answered(self, mailbox_id: str, peer: Peer) -> bool:
+        """A call to `peer` worked: True when that ended the mailbox's outage (back to ok)."""
+        status = self.find(mailbox_id)
+        if status is None or peer not in status.inbound.peers_down:
+            return False
+        changed = status.inbound.peer_answered(peer, paused=status.paused)
+        self.touch()
+        return changed
+
+    def set_inbound_backlog(self, mailbox_id: str, backlog: int) -> None:
+        """Fetched and not yet delivered, kept current while a cycle runs (and retries)."""
+        box = self.get(mailbox_id).inbound
+        if box.backlog != backlog:
+            box.backlog = backlog
+            self.touch()
 
     def inbound_stalled(self, mailbox_id: str, at: datetime, seconds: float) -> bool:
         """The watchdog's verdict: no cycle ended for `seconds`. True when newly stalled."""
@@ -208,8 +312,12 @@ class StatusBoard:
         changed = box.state is not MailboxState.STALLED
         box.state = MailboxState.STALLED
         status.cycle_started_at = None
+        box.failing_since = box.failing_since or at
         box.last_error = LastError(
-            code="stalled", message=f"no cycle finished for {seconds:.0f} s; the job was restarted", at=at
+            code="stalled",
+            message=f"no cycle finished for {seconds:.0f} s; the job was restarted",
+            at=at,
+            since=box.failing_since,
         )
         self.touch()
         return changed
@@ -244,8 +352,7 @@ class StatusBoard:
     def outbound_sent(self, mailbox_id: str, at: datetime, lag_seconds: float | None = None) -> bool:
         """One reply sent. True when the state changed (back to ok)."""
         box = self.get(mailbox_id).outbound
-        changed = box.state is not MailboxState.OK
-        box.state = MailboxState.OK
+        changed = box.succeed()
         box.last_success_at = at
         box.delivered_total += 1
         if lag_seconds is not None:
@@ -254,11 +361,7 @@ class StatusBoard:
         return changed
 
     def outbound_failed(self, mailbox_id: str, at: datetime, exc: BaseException) -> bool:
-        box = self.get(mailbox_id).outbound
-        state = state_for(exc)
-        changed = box.state is not state
-        box.state = state
-        box.last_error = LastError(code=error_code(exc), message=sanitize(str(exc)), at=at)
+        changed = self.get(mailbox_id).outbound.fail(exc, at)
         self.touch()
         return changed
 

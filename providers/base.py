@@ -7,6 +7,7 @@ Providers translate their library's exceptions into `connector.errors` at the ed
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from email.message import EmailMessage
 from typing import Protocol, runtime_checkable
@@ -49,8 +50,15 @@ class BatchPostActions(Protocol):
 class PushCapable(Protocol):
     """An inbound provider that can wait for new mail instead of being polled (IMAP IDLE...)."""
 
-    async def wait_for_change(self, folder: str, timeout_seconds: float) -> bool:
-        """Returns True when the server reported a change, False on timeout."""
+    async def wait_for_change(
+        self, folder: str, timeout_seconds: float, wake: asyncio.Event | None = None
+    ) -> bool:
+        """Returns True when the server reported a change, False on timeout or once `wake` is set
+        (a poll is due: the wait ends cleanly within a round trip and frees the connection).
+
+        On a connection that no fetch has used yet it returns True at once: a push only reports
+        what arrives while it waits, so the caller must catch up first (start-up, reconnect).
+        """
         ...
 
 

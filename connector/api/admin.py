@@ -7,6 +7,7 @@ form cannot set it, so a browser carrying the token cookie cannot be made to act
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,23 +21,52 @@ from connector.api.app import ApiContext, error
 from connector.api.browser_auth import ACTION_HEADER as ACTION_HEADER
 from connector.errors import ConnectorError
 from connector.metrics import CONTENT_TYPE, ConnectorMetrics
+from connector.status import MailboxStatus
 
 STATUS_PATH = "/api/v1/status"
 
 
 def status_document(ctx: ApiContext) -> dict[str, Any]:
     """What `/api/v1/status` answers, and what `email-connector status` prints."""
-    daemon = ctx.daemon
-    configured = [b.id for b in (daemon.settings if daemon is not None else ctx.settings).mailboxes]
-    return {
-        "version": __version__,
-        "running": daemon is not None,
-        "mailboxes": [
-            s.to_admin_json() | {"running": daemon is not None and s.mailbox_id in daemon.runners}
-            for s in ctx.board.all()
-            if s.mailbox_id in configured
-        ],
-    }
+    return dict(json.loads(_RowCache().document(ctx)))
+
+
+class _RowCache:
+    """Each mailbox's row as JSON text, rebuilt only when one of its fields changed.
+
+    The console re-reads /api/v1/status every second; with hundreds of mailboxes, building every
+    row's dict and dumping it again each time was most of the cost (bench/console_bench.py). A row's
+    key is a shallow snapshot of its fields (values the writers replace, never mutate in place;
+    `peers_down` is not part of the row), so a field added to MailboxStatus later is covered too."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[tuple[Any, ...], str]] = {}
+
+    @staticmethod
+    def _key(status: MailboxStatus, running: bool) -> tuple[Any, ...]:
+        inbound = tuple(v for k, v in vars(status.inbound).items() if k != "peers_down")
+        outbound = tuple(v for k, v in vars(status.outbound).items() if k != "peers_down")
+        rest = tuple(v for k, v in vars(status).items() if k not in ("inbound", "outbound"))
+        return (inbound, outbound, rest, running)
+
+    def row(self, status: MailboxStatus, running: bool) -> str:
+        key = self._key(status, running)
+        cached = self.rows.get(status.mailbox_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        text = json.dumps(status.to_admin_json() | {"running": running}, separators=(",", ":"))
+        self.rows[status.mailbox_id] = (key, text)
+        return text
+
+    def document(self, ctx: ApiContext) -> str:
+        daemon = ctx.daemon
+        configured = {b.id for b in (daemon.settings if daemon is not None else ctx.settings).mailboxes}
+        runners = daemon.runners if daemon is not None else {}
+        rows = [self.row(s, s.mailbox_id in runners) for s in ctx.board.all() if s.mailbox_id in configured]
+        for gone in self.rows.keys() - configured:
+            del self.rows[gone]
+        head = json.dumps({"version": __version__, "running": daemon is not None})[:-1]
+        return f'{head},"mailboxes":[{",".join(rows)}]}}'
 
 
 def _metrics(ctx: ApiContext) -> ConnectorMetrics | None:
@@ -46,8 +76,12 @@ def _metrics(ctx: ApiContext) -> ConnectorMetrics | None:
 
 
 def admin_routes(ctx: ApiContext) -> Sequence[BaseRoute]:
+    rows = _RowCache()
+
     async def status(_: Request) -> Response:
-        return JSONResponse(status_document(ctx), headers={"cache-control": "no-store"})
+        return Response(
+            rows.document(ctx), media_type="application/json", headers={"cache-control": "no-store"}
+        )
 
     async def page(_: Request) -> Response:
         return HTMLResponse(

@@ -1,7 +1,10 @@
 """Address lists from raw header text: display names decoded, groups flattened, garbage skipped.
 
 Parsing happens on the still-encoded text so that a comma inside an RFC 2047 display name
-("Müller, Hans") cannot split one address into two; names are decoded afterwards.
+("Müller, Hans") cannot split one address into two; names are decoded afterwards. Outlook and
+Exchange write display names that are themselves addresses without quotes
+(`alice@example.com <bob@example.com>`), which `getaddresses` reads as two addresses, the name
+first; such names are quoted first, so the address in angle brackets is the one a reply goes to.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from connector.models import Address
 # matches start only at token starts (lookbehind), so a long token without '@' is scanned once
 _ADDR = re.compile(r"(?<![^\s<>\"(),;:\[\]])[^\s<>\"(),;:\[\]]+@[^\s<>\"(),;:\[\]]+")
 _MAX_ADDRESSES = 1000
+_ANGLE_ADDR = re.compile(r"<[^<>\s\"]*@[^<>\s\"]*>")
+_PHRASE_END = ",;:>"
 
 
 def parse_addresses(
@@ -24,7 +29,7 @@ def parse_addresses(
     found: list[Address] = []
     seen: set[str] = set()
     for value in values:
-        text = _eight_bit_to_text(unfold(value), defects, where, fallback_charset)
+        text = _quote_address_like_names(_eight_bit_to_text(unfold(value), defects, where, fallback_charset))
         try:
             pairs = getaddresses([text])
         except Exception:  # stdlib parser bugs on hostile input; fall back to a regex scan
@@ -47,6 +52,31 @@ def first_address(
 ) -> Address | None:
     found = parse_addresses(values, defects, where, fallback_charset)
     return found[0] if found else None
+
+
+def _quote_address_like_names(text: str) -> str:
+    """`alice@example.com <bob@example.com>` -> `"alice@example.com" <bob@example.com>`.
+
+    An unquoted '@' in a display name is invalid (RFC 5322 phrase), and every mailer that writes one
+    means the angle-bracket address as the mailbox. Names with quotes or comments are left alone.
+    """
+    if "<" not in text or "@" not in text:
+        return text
+    out: list[str] = []
+    pos = 0
+    for match in _ANGLE_ADDR.finditer(text):
+        start = max(text.rfind(ch, pos, match.start()) for ch in _PHRASE_END) + 1
+        start = max(start, pos)
+        name = text[start : match.start()].strip()
+        out.append(text[pos:start])
+        if "@" in name and not any(ch in name for ch in '"()\\'):
+            out.append(f' "{name}" ')
+        else:
+            out.append(text[start : match.start()])
+        out.append(match.group(0))
+        pos = match.end()
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _eight_bit_to_text(text: str, defects: list[str], where: str, fallback_charset: str | None) -> str:

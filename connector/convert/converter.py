@@ -17,15 +17,22 @@ from typing import Any
 
 from connector.convert.addresses import first_address, parse_addresses
 from connector.convert.attachments import make_attachment
-from connector.convert.blobs import cut_blobs
+from connector.convert.blobs import Blobs, cut_blobs
 from connector.convert.flags import detect_bounce, is_auto_reply
-from connector.convert.headers import decode_header_value, header_block_size, lenient_headers, raw_headers
+from connector.convert.headers import (
+    decode_header_value,
+    header_block_size,
+    join_bare_continuations,
+    lenient_headers,
+    raw_headers,
+)
 from connector.convert.html import html_to_text, sanitize_html
 from connector.convert.importance import importance_from
 from connector.convert.language import detect_language
 from connector.convert.limits import DEFAULT_LIMITS, Budget, Limits
 from connector.convert.parsing import PARSE_POLICY
-from connector.convert.parts import Body, Walker
+from connector.convert.parts import Body, Walker, declared_charset
+from connector.convert.text import codec_for
 from connector.convert.threads import normalize_subject, parse_id_list, parse_message_id, synthetic_message_id
 from connector.convert.threads import thread_key as choose_thread_key
 from connector.errors import MessageError
@@ -56,13 +63,18 @@ def convert(
         raise MessageError(f"header block larger than {limits.max_header_bytes} bytes")
     defects: list[str] = []
     try:
-        parse_input, blobs = (raw, None)
+        parse_input, joined = join_bare_continuations(raw)
+        if joined:
+            defects.append(
+                f"{joined} header lines folded without leading whitespace; joined to the field above"
+            )
+        blobs: Blobs | None = None
         if not headers_only:
-            parse_input, blobs = cut_blobs(raw, digest[:16], limits.min_blob_bytes)
+            parse_input, blobs = cut_blobs(parse_input, digest[:16], limits.min_blob_bytes)
         msg = _parse(parse_input, headers_only)
         del parse_input  # the parser keeps what it needs; drop the cut copy early
         if headers_only:
-            body = Body()
+            body = Body(hint=declared_charset(msg, limits.max_parts))
         else:
             body = Walker(budget, blobs).walk(msg)
             defects.extend(body.defects)
@@ -102,7 +114,7 @@ def _assemble(
     limits: Limits,
     defects: list[str],
 ) -> EmailItem:
-    charset = body.charset
+    charset = body.charset if codec_for(body.charset) is not None else body.hint
     headers = _decoded_headers(msg, defects, charset)
     subject = headers.get("subject", [""])[0]
     sender = first_address(raw_headers(msg, "from"), defects, "from", charset) or first_address(

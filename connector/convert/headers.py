@@ -19,6 +19,8 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?]*)\?=")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\r\n]+")
+# what the stdlib's feedparser accepts as a header line; anything else ends its header block
+_HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[ \t]")
 
 
 def raw_header(msg: Message, name: str) -> str | None:
@@ -42,6 +44,11 @@ def unfold(value: str) -> str:
     return _FOLD.sub("", value)
 
 
+def encoded_word_charsets(value: str) -> list[str]:
+    """Charset labels of the RFC 2047 words in a raw header value, in order."""
+    return [m.group(1).split("*", 1)[0] for m in _ENCODED_WORD.finditer(value)] if "=?" in value else []
+
+
 def decode_header_value(
     value: str | None, defects: list[str], where: str = "header", fallback_charset: str | None = None
 ) -> str:
@@ -49,6 +56,7 @@ def decode_header_value(
 
     Raw 8-bit bytes are read as UTF-8 when valid, else in `fallback_charset` (the body's declared
     charset is the best guess available: mailers that skip RFC 2047 use it for both), else cp1252.
+    A short encoded word in an unknown charset is read in `fallback_charset` too, else as Western.
     """
     if value is None:
         return ""
@@ -61,12 +69,12 @@ def decode_header_value(
             defects.append(f"{where}: unencoded 8-bit bytes")
             usable = fallback_charset if codec_for(fallback_charset) else None
             text = decode_bytes(data, usable or "cp1252", [], where)
-    text = _decode_encoded_words(text, defects, where)
+    text = _decode_encoded_words(text, defects, where, fallback_charset)
     text = _CONTROL.sub("", text)
     return _SPACES.sub(" ", text).strip()
 
 
-def _decode_encoded_words(text: str, defects: list[str], where: str) -> str:
+def _decode_encoded_words(text: str, defects: list[str], where: str, hint: str | None) -> str:
     """Replace runs of encoded words; adjacent words of one charset are joined before decoding."""
     if "=?" not in text:
         return text
@@ -78,7 +86,7 @@ def _decode_encoded_words(text: str, defects: list[str], where: str) -> str:
     def flush() -> None:
         nonlocal run_charset
         if run_charset is not None:
-            out.append(decode_bytes(bytes(run_bytes), run_charset, defects, where))
+            out.append(decode_bytes(bytes(run_bytes), run_charset, defects, where, hint))
         run_charset = None
         run_bytes.clear()
 
@@ -120,6 +128,34 @@ def header_block_size(raw: bytes) -> int:
     """
     found = [idx for idx in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if idx >= 0]
     return min(found) if found else len(raw)
+
+
+def join_bare_continuations(raw: bytes) -> tuple[bytes, int]:
+    """Header lines folded without leading whitespace become continuations; returns the count.
+
+    Exchange folds long `X-Microsoft-*` diagnostic headers with no leading space. The stdlib ends
+    the header block at such a line, so every later header (Content-Type among them) and the raw
+    MIME become the text body. Like MimeKit and npm mailparser, a line without a colon that has
+    header lines on both sides is read as a continuation of the field above it. Lines after the
+    last header line, and from a `--boundary` line on, are left alone: those are a body that lacks
+    its blank separator line.
+    """
+    end = header_block_size(raw)
+    lines = raw[:end].splitlines(keepends=True)
+    if not lines or not _HEADER_LINE.match(lines[0]):
+        return raw, 0
+    is_header = [_HEADER_LINE.match(line) is not None for line in lines]
+    if all(is_header):
+        return raw, 0
+    # a MIME boundary line is a body that lacks its blank separator line, never a continuation
+    body_start = next((i for i, ok in enumerate(is_header) if not ok and lines[i][:2] == b"--"), len(lines))
+    last = max(i for i, ok in enumerate(is_header[:body_start]) if ok)
+    joined = 0
+    for index in range(1, last):
+        if not is_header[index]:
+            lines[index] = b" " + lines[index]
+            joined += 1
+    return (b"".join(lines) + raw[end:], joined) if joined else (raw, 0)
 
 
 def lenient_headers(raw: bytes, max_bytes: int = 256 * 1024) -> dict[str, str]:

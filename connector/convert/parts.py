@@ -1,7 +1,8 @@
 """The MIME walk: one pass over the part tree that sorts parts into bodies, attachments and reports.
 
-Every part costs budget (count, depth, time) so hostile nesting fails fast with MessageError; every
-other surprise (broken boundary, bad encoding, unreadable TNEF) becomes a defect and the walk goes on.
+Every part costs budget (count, time) so a hostile message fails fast with MessageError. Nesting past
+`Limits.max_depth` is flattened without recursion rather than refused; that and every other surprise
+(broken boundary, bad encoding, unreadable TNEF) becomes a defect and the walk goes on.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 import quopri
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.generator import BytesGenerator
@@ -18,11 +20,11 @@ from email.parser import BytesParser
 from connector.convert.attachments import extract_uuencoded, is_tnef, make_attachment, unpack_tnef
 from connector.convert.blobs import Blobs
 from connector.convert.flags import ReportParts
-from connector.convert.headers import decode_header_value, raw_header
+from connector.convert.headers import decode_header_value, encoded_word_charsets, raw_header, raw_headers
 from connector.convert.limits import Budget
 from connector.convert.names import declared_filename, eml_filename, safe_filename
 from connector.convert.parsing import PARSE_POLICY
-from connector.convert.text import decode_bytes
+from connector.convert.text import codec_for, decode_bytes
 from connector.models import Attachment
 
 _PARAM = re.compile(r"""(?:^|;)\s*{name}\s*=\s*"?([^";]*)"?""", re.IGNORECASE)
@@ -42,6 +44,7 @@ class Body:
     report: ReportParts = field(default_factory=ReportParts)
     defects: list[str] = field(default_factory=list)
     charset: str | None = None  # first declared text charset: the best guess for raw 8-bit headers
+    hint: str | None = None  # first usable charset declared anywhere: the guide for short unlabelled text
     dropped_attachments: int = 0
 
 
@@ -66,6 +69,37 @@ def param(part: Message, name: str, header: str = "content-type") -> str | None:
         return None
     match = re.compile(_PARAM.pattern.format(name=re.escape(name)), re.IGNORECASE).search(raw)
     return match.group(1).strip() if match else None
+
+
+def iter_parts(msg: Message, max_parts: int) -> Iterator[Message]:
+    """The first `max_parts` parts in document order, depth first, without recursion (any depth)."""
+    stack = [msg]
+    count = 0
+    while stack and count < max_parts:
+        part = stack.pop()
+        count += 1
+        yield part
+        children = part.get_payload() if part.is_multipart() else None
+        if isinstance(children, list):
+            stack.extend(reversed([child for child in children if isinstance(child, Message)]))
+
+
+def declared_charset(msg: Message, max_parts: int) -> str | None:
+    """The first usable charset the message declares (text parts, then encoded words in its header).
+
+    Short text in an unknown or missing charset is most likely in the one its sender used elsewhere.
+    """
+    for part in iter_parts(msg, max_parts):
+        if content_type(part).startswith("text/"):
+            label = param(part, "charset")
+            if codec_for(label) is not None:
+                return label
+    for name in ("subject", "from", "to", "cc"):
+        for value in raw_headers(msg, name):
+            for label in encoded_word_charsets(value):
+                if codec_for(label) is not None:
+                    return label
+    return None
 
 
 def disposition(part: Message) -> str | None:
@@ -107,11 +141,12 @@ class Walker:
         self.body = Body()
 
     def walk(self, msg: Message) -> Body:
+        self.body.hint = declared_charset(msg, self.budget.limits.max_parts)
         self._part(msg, depth=0, parent="")
         return self.body
 
     def _part(self, part: Message, depth: int, parent: str) -> None:
-        self.budget.count_part(depth)
+        self.budget.count_part()
         ctype = content_type(part)
         for defect in getattr(part, "defects", [])[:5]:
             self.body.defects.append(f"mime: {type(defect).__name__}")
@@ -147,16 +182,37 @@ class Walker:
         if not isinstance(children, list):
             self.body.defects.append(f"{ctype} without readable parts")
             return
+        if depth >= self.budget.limits.max_depth:
+            self._flatten(children, ctype)
+            return
         for child in children:
             if isinstance(child, Message):
                 self._part(child, depth + 1, ctype)
 
+    def _flatten(self, children: list[Message | str], ctype: str) -> None:
+        """Below the depth limit: every part that is not a container, in order, without recursion."""
+        limit = self.budget.limits.max_depth
+        self.body.defects.append(f"MIME nesting deeper than {limit} levels; the parts below were flattened")
+        stack = [(child, ctype) for child in reversed(children) if isinstance(child, Message)]
+        while stack:
+            child, parent = stack.pop()
+            child_type = content_type(child)
+            inner = child.get_payload() if child_type.startswith("multipart/") else None
+            if isinstance(inner, list):
+                self.budget.count_part()
+                stack.extend((c, child_type) for c in reversed(inner) if isinstance(c, Message))
+                continue
+            self._part(child, limit + 1, parent)
+
     def _boundary_mismatch(self, part: Message, ctype: str, depth: int) -> None:
-        """A multipart whose declared boundary never occurs: reparse with the one the body uses."""
+        """A multipart whose declared boundary never occurs: reparse with the one the body uses.
+
+        Not below the depth limit: each reparse would open one more level of recursion."""
         data = payload_bytes(part, self.body.defects, self.blobs)
-        match = _BOUNDARY_LINE.search(data)
+        match = _BOUNDARY_LINE.search(data) if depth <= self.budget.limits.max_depth else None
         if match is None:
-            self.body.defects.append(f"{ctype} without any boundary; read as text")
+            why = "without any boundary" if depth <= self.budget.limits.max_depth else "below the depth limit"
+            self.body.defects.append(f"{ctype} {why}; read as text")
             self._text(part, "text/plain", data)
             return
         boundary = match.group(1).decode("ascii", "replace")
@@ -173,10 +229,12 @@ class Walker:
         if declared and self.body.charset is None:
             self.body.charset = declared
         if ctype == "text/html":
-            html = decode_bytes(data, declared or _meta_charset(data), self.body.defects, "html")
+            html = decode_bytes(
+                data, declared or _meta_charset(data), self.body.defects, "html", self.body.hint
+            )
             self.body.htmls.append(html)
             return
-        text = decode_bytes(data, declared, self.body.defects, "text")
+        text = decode_bytes(data, declared, self.body.defects, "text", self.body.hint)
         if param(part, "format") == "flowed":
             text = _unflow(text, (param(part, "delsp") or "").lower() == "yes")
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -204,7 +262,9 @@ class Walker:
             message = BytesParser(policy=PARSE_POLICY).parsebytes(data)
         else:
             data = self._restore(_serialize(message))
-        subject = decode_header_value(raw_header(message, "subject"), self.body.defects, "attached subject")
+        subject = decode_header_value(
+            raw_header(message, "subject"), self.body.defects, "attached subject", self.body.hint
+        )
         if parent == "multipart/report":
             self.body.report.original_headers.append(_header_text(message))
         index = len(self.body.attachments) + 1
@@ -303,8 +363,13 @@ def _serialize(message: Message) -> bytes:
     try:
         BytesGenerator(buffer, mangle_from_=False, policy=_EML_POLICY).flatten(message)  # type: ignore[arg-type]
     except Exception:  # generator bugs on odd headers; a lossy copy beats losing the message
-        return message.as_bytes(policy=policy.compat32) if message is not None else b""
-    return buffer.getvalue()
+        pass
+    else:
+        return buffer.getvalue()
+    try:
+        return message.as_bytes(policy=policy.compat32)
+    except Exception:  # the bytes generator refuses decoded non-ASCII text (e.g. in a preamble)
+        return message.as_string(policy=policy.compat32).encode("utf-8", "surrogateescape")
 
 
 def _header_text(message: Message) -> str:

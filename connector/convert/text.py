@@ -1,8 +1,10 @@
 """Bytes to text: trust the declared charset only as far as the bytes agree with it.
 
 Mail lies about charsets all the time (latin-1 labels on UTF-8, KOI8-R labels on cp1251, no label at
-all). Mojibake in front of an agent is worse than a slower decode, so doubtful cases go through
-charset-normalizer; everything ends in a lossless-as-possible decode with replacement, never an error.
+all). Mojibake in front of an agent is worse than a slower decode, so doubtful cases of some length go
+through charset-normalizer. A detector reading a handful of bytes is guessing (`caf\xe9` came out as
+Arabic presentation forms), so short text is read in the charset the message declares elsewhere, else
+as Western (cp1252, latin-1). Everything ends in a lossless-as-possible decode, never an error.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ _FALLBACKS: dict[str, tuple[str, ...]] = {
 }
 
 _SINGLE_BYTE_WESTERN = frozenset({"cp1252", "latin_1"})
+# Below this many bytes statistical detection is guesswork: a subject, a name, a one-line body.
+SHORT_TEXT_BYTES = 64
 _HIGH = re.compile(rb"[\x80-\xff]")
 _ESC_JIS = re.compile(rb"\x1b[\$\(][@BJDI]")
 
@@ -112,8 +116,13 @@ def _decodes_text(codec: str) -> bool:
     return True
 
 
-def decode_bytes(data: bytes, label: str | None, defects: list[str], where: str = "text") -> str:
-    """Decode `data` declared as `label`; records a defect whenever it had to guess."""
+def decode_bytes(
+    data: bytes, label: str | None, defects: list[str], where: str = "text", hint: str | None = None
+) -> str:
+    """Decode `data` declared as `label`; records a defect whenever it had to guess.
+
+    `hint` is a charset declared elsewhere in the same message: for short text it beats detection.
+    """
     if not data:
         return ""
     codec = codec_for(label)
@@ -126,18 +135,23 @@ def decode_bytes(data: bytes, label: str | None, defects: list[str], where: str 
         if codec is not None and codec.startswith("iso2022"):
             return _strict_chain(data, codec) or data.decode(codec, "replace")
         return data.decode("ascii")
+    short = len(data) < SHORT_TEXT_BYTES
     if label and codec is None:
-        defects.append(f"{where}: unknown charset {label.strip()!r}, detected")
+        defects.append(f"{where}: unknown charset {label.strip()!r}, {'guessed' if short else 'detected'}")
     if codec in ("utf-8", "utf-8-sig"):
         try:
             return data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            defects.append(f"{where}: not valid {label}, detected")
+            defects.append(f"{where}: not valid {label}, {'guessed' if short else 'detected'}")
+            if short:
+                return _short_guess(data, hint, exclude=codec)
             return _detect(data, defects, where, exclude_utf8=True)
     if codec is None:
         try:
             return data.decode("utf-8-sig")
         except UnicodeDecodeError:
+            if short:
+                return _short_guess(data, hint, exclude="utf-8")
             return _detect(data, defects, where, exclude_utf8=True)
     if codec in _SINGLE_BYTE_WESTERN:
         try:
@@ -148,14 +162,31 @@ def decode_bytes(data: bytes, label: str | None, defects: list[str], where: str 
             pass
     strict = _strict_chain(data, codec)
     if strict is None:
+        if short:
+            defects.append(f"{where}: bytes do not match declared {label}, guessed")
+            return _short_guess(data, hint, exclude=codec)
         defects.append(f"{where}: bytes do not match declared {label}, detected")
         return _detect(data, defects, where, exclude_utf8=False, fallback=codec)
-    if _is_single_byte(codec) and _doubtful(strict):
+    if not short and _is_single_byte(codec) and _doubtful(strict):
         better = _redetect_single_byte(data, codec)
         if better is not None:
             defects.append(f"{where}: declared {label} but reads as {better}")
             return data.decode(better, "replace")
     return strict
+
+
+def _short_guess(data: bytes, hint: str | None, exclude: str | None) -> str:
+    """Short text without a usable label: the message's own declared charset, else Western.
+
+    Lenient decoders (utf-7, utf-16) accept nearly any bytes and so prove nothing; only the hint
+    is tried strictly, and cp1252 (latin-1 for its five holes) always succeeds.
+    """
+    codec = codec_for(hint)
+    if codec is not None and codec != exclude and not codec.startswith(("utf-7", "utf-16", "utf-32")):
+        text = _strict_chain(data, codec)
+        if text is not None:
+            return text
+    return _first_strict(data, ("cp1252",)) or data.decode("latin-1")
 
 
 def _strict_chain(data: bytes, codec: str) -> str | None:

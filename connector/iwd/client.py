@@ -49,8 +49,16 @@ def decode_filename(value: str) -> str:
 class IWDClient(ItemCreation):
     """Async client for the IWD email API profile (docs/iwd-api.md); one per process."""
 
-    async def upload_attachment(self, data: bytes, *, filename: str, content_type: str) -> str:
-        """POST /emails/attachments, streamed in chunks; returns the attachmentId."""
+    async def upload_attachment(
+        self, data: bytes, *, filename: str, content_type: str, idempotency_key: str
+    ) -> str:
+        """POST /emails/attachments, streamed in chunks; returns the attachmentId.
+
+        `idempotency_key` (profile v1.2, see `profile.attachment_idempotency_key`) makes the
+        retries safe: an upload whose answer was lost is answered with the attachment IWD stored.
+        """
+        if not idempotency_key:
+            raise ValueError("an attachment upload needs an idempotency key")
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(data), UPLOAD_CHUNK_BYTES):
@@ -60,6 +68,7 @@ class IWDClient(ItemCreation):
             "content-type": content_type or "application/octet-stream",
             "content-length": str(len(data)),
             p.FILENAME_HEADER: encode_filename(filename),
+            p.IDEMPOTENCY_HEADER: idempotency_key,
         }
         response = await self._request("POST", p.ATTACHMENTS, content=chunks, headers=headers)
         return str(self._json(response, "POST", p.ATTACHMENTS)[p.F_ATTACHMENT_ID])

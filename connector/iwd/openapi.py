@@ -214,7 +214,20 @@ def _paths() -> dict[str, Any]:
         p.ATTACHMENTS: {
             "post": _op(
                 "Upload one attachment's bytes (before the item that references it)",
-                {"201": _json(_ref("AttachmentCreated"), "Stored"), "400": bad, "413": _error("Too large")},
+                {
+                    "201": _json(_ref("AttachmentCreated"), "Stored"),
+                    "200": _json(
+                        _ref("AttachmentCreated"),
+                        "v1.2: this Idempotency-Key was used before with the same bytes: the attachment "
+                        "stored then (nothing is stored again)",
+                    ),
+                    "400": bad,
+                    "413": _error("Too large"),
+                    "422": _error(
+                        "v1.2: this Idempotency-Key was used before with other bytes (code "
+                        "idempotency_conflict; the message names the first attachment)"
+                    ),
+                },
                 parameters=[
                     {
                         "name": p.FILENAME_HEADER,
@@ -222,7 +235,21 @@ def _paths() -> dict[str, Any]:
                         "required": True,
                         "description": "File name, percent-encoded UTF-8 (RFC 5987 UTF-8'' form accepted)",
                         "schema": {"type": "string"},
-                    }
+                    },
+                    {
+                        "name": p.IDEMPOTENCY_HEADER,
+                        "in": "header",
+                        "required": False,
+                        "description": "v1.2: the upload's stable key (the connector always sends one, "
+                        "derived from the item's externalId, the attachment's index and its sha256); "
+                        "a repeated upload with the same key and bytes answers 200 with the first "
+                        "attachment",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": p.MAX_IDEMPOTENCY_KEY_CHARS,
+                        },
+                    },
                 ],
                 requestBody={
                     "required": True,

@@ -1,4 +1,4 @@
-"""The IWD email API profile v1.1: every path, header, query parameter and field name in one place.
+"""The IWD email API profile v1.2: every path, header, query parameter and field name in one place.
 
 Genesys does not publish IWD's email endpoints, so the project defines one documented profile
 (docs/iwd-api.md). A deployment whose IWD differs adapts *this module* only: the client, the
@@ -10,6 +10,7 @@ The pydantic models are the wire shapes. Their attribute names *are* the JSON fi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
@@ -22,7 +23,9 @@ from connector.models import EmailItem
 from connector.secrets import SECRET_KEY_NAMES as SECRET_KEY_NAMES  # keys refused in IWD-held config
 from connector.secrets import is_secret_key
 
-PROFILE_VERSION = "1.1"  # 1.1 = 1 plus the optional POST /emails/batch
+# 1.1 = 1 plus the optional POST /emails/batch;
+# 1.2 = 1.1 plus Idempotency-Key on POST /emails/attachments (attachment_idempotency_key)
+PROFILE_VERSION = "1.2"
 BASE_PATH = "/iwd/v3"  # part of IWDSettings.url; the sandbox mounts the profile here
 
 # ---------------------------------------------------------------- paths (relative to the base URL)
@@ -52,7 +55,8 @@ ALL_PATHS = (
 # ---------------------------------------------------------------- headers
 API_KEY_HEADER = "x-api-key"
 CCID_HEADER = "x-ccid"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # POST /emails (inbound) and, since v1.2, POST /emails/attachments
+MAX_IDEMPOTENCY_KEY_CHARS = 200
 REQUEST_ID_HEADER = "x-request-id"
 FILENAME_HEADER = "x-filename"  # percent-encoded UTF-8; RFC 5987 `UTF-8''...` also accepted
 RETRY_AFTER_HEADER = "Retry-After"
@@ -206,6 +210,8 @@ class LastError(_Wire):
     code: NonEmpty
     message: str
     at: Timestamp
+    since: Timestamp | None = None  # when this run of failures began (its first failed call)
+    peer: Literal["iwd", "mail_server", "store"] | None = None  # whose outage it is, if any
 
 
 class DirectionStatus(_Wire):
@@ -299,6 +305,18 @@ def find_secret_keys(value: Any, path: tuple[int | str, ...] = ()) -> list[str]:
         for i, child in enumerate(value):
             found.extend(find_secret_keys(child, (*path, i)))
     return found
+
+
+def attachment_idempotency_key(external_id: str, index: int, sha256: str) -> str:
+    """The Idempotency-Key of one attachment upload (v1.2): the same for every retry and every
+    re-fetch of the same email, so IWD answers a repeated upload with the attachment it stored.
+
+    Derived from the item's externalId, the attachment's position in it and its content's
+    sha256: different bytes under the same position (a changed conversion) get a new key and a
+    new upload rather than a conflict. Hashed, so every key has the same short length.
+    """
+    material = f"{external_id}\n{index}\n{sha256}".encode()
+    return "att-" + hashlib.sha256(material).hexdigest()
 
 
 def _aware(value: datetime) -> datetime:

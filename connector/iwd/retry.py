@@ -1,6 +1,7 @@
 """Which IWD failures are retried, and how long to wait: one policy for every call.
 
-Retrying is safe because creation is idempotent (Idempotency-Key = externalId). A call gives up
+Retrying is safe because creation is idempotent (Idempotency-Key = externalId) and so are
+attachment uploads (profile v1.2: a key per attachment of an email). A call gives up
 once its budget (IWDSettings.max_retry_seconds) would be exceeded by the next wait, so a call
 takes at most budget + one request timeout.
 """

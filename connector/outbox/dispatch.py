@@ -53,7 +53,6 @@ from providers.base import OutboundSender, SentFolder
 log = structlog.get_logger("connector.outbox")
 
 
-
 SenderFactory = Callable[[MailboxSettings], OutboundSender]
 SentFolderFactory = Callable[[MailboxSettings], SentFolder | None]
 

@@ -4,6 +4,7 @@ Each tick: pull IWD's queued outbound items into the outbox (claiming each with 
 `sending`), send the due rows (mailboxes in parallel, one at a time within a mailbox: one SMTP
 connection each), report new states to IWD, refresh the outbound status. The local API calls
 `submit()`, which writes the row durably before it answers, then wakes the loop.
+`run --once` runs the same start-up recovery and one tick through `run_once()`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import structlog
 
 from connector.config import ConnectorSettings, MailboxSettings
-from connector.errors import ConnectorError, SendRejected
+from connector.errors import ConnectorError, SendRejected, StoreError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient
 from connector.outbox.compose import new_message_id
@@ -97,6 +98,7 @@ class OutboxWorker:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.counts: dict[str, int] = {}  # replies per state at the last tick (the gauge)
+        self.troubles: list[str] = []  # what failed in the last tick: IWD's queue, sending mailboxes
 
     # ------------------------------------------------------------------ intake
 
@@ -149,6 +151,19 @@ class OutboxWorker:
             self.wake()
         return entry
 
+    async def mark_sent(self, reply_id: str) -> OutboxEntry | None:
+        """A person found an uncertain reply at the customer's end: `sent`, never sent again."""
+        now = self.clock()
+        try:
+            entry = await self.outbox.outbox_finish(
+                reply_id, OutboxState.SENT, now=now, sent_at=now, expected=OutboxState.UNCERTAIN
+            )
+        except StoreError:  # no such reply, or it is not uncertain (OutboxConflict)
+            return None
+        log.info("reply_marked_sent", reply_id=reply_id)
+        self.wake()  # reports the new state to IWD
+        return entry
+
     async def pull_iwd_queue(self) -> int:
         """Takes IWD's queued outbound items into the outbox and claims them (PATCH sending)."""
         taken = 0
@@ -196,12 +211,14 @@ class OutboxWorker:
             log.info("reply_recovered", reply_id=entry.id, state=settled.state.value, phase=entry.phase)
 
     async def tick(self) -> int:
-        """One round; returns how many replies reached `sent`."""
+        """One round; returns how many replies reached `sent` (`troubles` says what failed)."""
+        self.troubles = []
         if self.settings.outbox.iwd_queue_enabled:
             try:
                 await self.pull_iwd_queue()
             except ConnectorError as exc:
                 log.info("iwd_queue_unavailable", error=str(exc))
+                self.troubles.append(f"IWD outbound queue: {exc}")
         due = await self.outbox.outbox_due(self.clock(), DUE_BATCH)
         by_box: dict[str, list[OutboxEntry]] = {}
         for entry in due:
@@ -214,9 +231,12 @@ class OutboxWorker:
         for box_id, outcome in zip(by_box, outcomes, strict=True):
             if isinstance(outcome, BaseException):  # one mailbox's trouble never stops the others
                 log.error("outbox_mailbox_failed", mailbox=box_id, error=repr(outcome), exc_info=outcome)
+                self.troubles.append(f"mailbox {box_id}: {outcome!r}")
             else:
                 sent += outcome[0]
                 tried[box_id] = outcome[1]
+                if outcome[1] is not None:
+                    self.troubles.append(f"mailbox {box_id}: {outcome[1]}")
         for entry in await self.outbox.outbox_unreported():
             if not await report_to_iwd(self.iwd, self.outbox, entry):
                 break
@@ -261,6 +281,24 @@ class OutboxWorker:
             if outcome.entry.iwd_item_id is not None and outcome.entry.state is not OutboxState.SENDING:
                 await report_to_iwd(self.iwd, self.outbox, outcome.entry)
         return sent, error
+
+    async def run_once(self) -> bool:
+        """`run --once`: the daemon's start-up recovery and one tick, then the connections close.
+
+        Sends what is due now (IWD's queued replies and the local outbox); replies keep whatever
+        state their attempt gave them (retrying, uncertain, failed), to be taken up by a later
+        run. False, with the reason logged, when IWD's queue or a sending mailbox failed.
+        """
+        try:
+            await self.recover()
+            sent = await self.tick()
+        except ConnectorError as exc:
+            log.warning("outbox_tick_failed", error=str(exc), code=exc.code)
+            return False
+        finally:
+            await self.dispatcher.close()
+        log.info("outbox_flushed", sent=sent, troubles=self.troubles)
+        return not self.troubles
 
     # ------------------------------------------------------------------ Service
 

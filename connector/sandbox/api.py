@@ -22,6 +22,7 @@ from starlette.routing import Route
 from connector.iwd import profile as p
 from connector.iwd.client import decode_filename, encode_filename
 from connector.sandbox.control import control_for
+from connector.sandbox.storage import AttachmentKeyConflict
 
 MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024
 MAX_BATCH_BYTES = 32 * 1024 * 1024
@@ -282,6 +283,8 @@ async def list_outbound(request: Request) -> Response:
 
 
 async def upload_attachment(request: Request) -> Response:
+    """201 stored; 200 with the first attachment when its Idempotency-Key (v1.2) came before
+    with the same bytes; 422 when that key came with other bytes. Without a key: always stored."""
     content_type = request.headers.get("content-type")
     if not content_type:
         raise invalid("Content-Type: required")
@@ -293,14 +296,29 @@ async def upload_attachment(request: Request) -> Response:
         data += chunk
         if len(data) > MAX_ATTACHMENT_BYTES:
             raise ApiError(413, "too_large", f"(body): attachment larger than {MAX_ATTACHMENT_BYTES} bytes")
+    key = request.headers.get(p.IDEMPOTENCY_HEADER) or None
+    if key is not None and len(key) > p.MAX_IDEMPOTENCY_KEY_CHARS:
+        raise invalid(f"{p.IDEMPOTENCY_HEADER}: at most {p.MAX_IDEMPOTENCY_KEY_CHARS} characters")
     store = control_for(request).store
-    stored = await run_in_threadpool(
-        lambda: store.add_attachment(
-            bytes(data), filename=decode_filename(raw_name), content_type=content_type
+    try:
+        stored, created = await run_in_threadpool(
+            lambda: store.add_attachment(
+                bytes(data),
+                filename=decode_filename(raw_name),
+                content_type=content_type,
+                idempotency_key=key,
+            )
         )
-    )
+    except AttachmentKeyConflict as exc:
+        raise ApiError(
+            422,
+            "idempotency_conflict",
+            f"{p.IDEMPOTENCY_HEADER}: already used for attachment {exc.first.id} with other content "
+            f"({exc.first.size} bytes, sha256 {exc.first.sha256}); a new attachment needs a new key",
+        ) from None
     return JSONResponse(
-        {p.F_ATTACHMENT_ID: stored.id, "size": stored.size, "sha256": stored.sha256}, status_code=201
+        {p.F_ATTACHMENT_ID: stored.id, "size": stored.size, "sha256": stored.sha256},
+        status_code=201 if created else 200,
     )
 
 

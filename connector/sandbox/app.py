@@ -1,6 +1,6 @@
 """`create_app()`: the sandbox IWD as a Starlette app, plus its admin endpoints and page.
 
-Profile routes live under /iwd/v3 and need the API key; `/`, `/sandbox/...` are for people and
+Profile routes live under /iwd/v3 and need the API key; `/`, `/items/...`, `/sandbox/...` are for people and
 tests only (no key): `POST /sandbox/faults`, `GET /sandbox/requests`, `POST /sandbox/reset`.
 """
 
@@ -19,6 +19,7 @@ from connector.sandbox.api import ApiError, profile_routes
 from connector.sandbox.control import SandboxControl, control_for
 from connector.sandbox.faults import Faults
 from connector.sandbox.gate import ProfileGate, error_response
+from connector.sandbox.item_page import item_page, reply
 from connector.sandbox.page import render_page
 from connector.sandbox.storage import SandboxStore
 
@@ -57,7 +58,8 @@ async def page(request: Request) -> Response:
     items = await run_in_threadpool(store.recent_items, 100)
     boxes = await run_in_threadpool(store.list_mailboxes)
     total = await run_in_threadpool(store.count_items)
-    return HTMLResponse(render_page(items, boxes, total))
+    sink = control_for(request).sink
+    return HTMLResponse(render_page(items, boxes, total, sink() if sink is not None else None))
 
 
 async def health(request: Request) -> Response:
@@ -111,6 +113,8 @@ def create_app(
     routes = [
         *profile_routes(),
         Route("/", page, methods=["GET"]),
+        Route("/items/{item_id}", item_page, methods=["GET"]),
+        Route("/items/{item_id}/reply", reply, methods=["POST"]),
         Route("/sandbox/health", health, methods=["GET"]),
         Route("/sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/sandbox/requests", requests_seen, methods=["GET", "DELETE"]),

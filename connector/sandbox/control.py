@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +21,7 @@ class SandboxControl:
     faults: Faults = field(default_factory=Faults)
     requests: RequestLog = field(default_factory=RequestLog)
     batch: bool = True  # offers POST /emails/batch (profile v1.1)
+    sink: Callable[[], list[dict[str, Any]]] | None = None  # the demo's SMTP sink, shown on the page
 
     def reset(self) -> None:
         """Forget all data, faults and counts (between tests sharing one sandbox)."""

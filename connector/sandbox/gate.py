@@ -1,7 +1,8 @@
 """The door every sandbox request passes: request id, tally, injected faults, then credentials.
 
 Pure ASGI middleware so that the `x-request-id` header lands on every response, including the
-injected failures and the auth refusals that never reach a route.
+injected failures and the auth refusals that never reach a route. An injected delay comes after
+the request has been read in full, so a request the client abandoned is still handled.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connector.iwd import profile as p
 from connector.sandbox.control import SandboxControl
+from connector.sandbox.faults import FaultDecision
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -60,7 +62,10 @@ class ProfileGate:
 
         try:
             if path.startswith(p.BASE_PATH + "/"):
-                refusal = await self._check(scope, request_id)
+                decision = self.control.faults.decide()
+                if decision.delay_seconds:
+                    receive = await _slow(receive, decision.delay_seconds)
+                refusal = self._check(scope, request_id, decision)
                 if refusal is not None:
                     await refusal(scope, receive, send_with_id)
                     return
@@ -68,10 +73,7 @@ class ProfileGate:
         finally:
             self.control.requests.finished()
 
-    async def _check(self, scope: Scope, request_id: str) -> JSONResponse | None:
-        decision = self.control.faults.decide()
-        if decision.delay_seconds:
-            await asyncio.sleep(decision.delay_seconds)
+    def _check(self, scope: Scope, request_id: str, decision: FaultDecision) -> JSONResponse | None:
         if decision.fail_status is not None:
             extra = {p.RETRY_AFTER_HEADER: decision.retry_after} if decision.retry_after else {}
             return error_response(
@@ -91,3 +93,22 @@ class ProfileGate:
         if ccid != self.control.ccid:
             return error_response(403, "forbidden", f"{p.CCID_HEADER}: unknown contact center", request_id)
         return None
+
+
+async def _slow(receive: Receive, delay_seconds: float) -> Receive:
+    """Reads the whole request, then waits: a slow IWD that has the request and handles it even
+    after the client gave up (the case idempotency keys exist for). A server that waited first
+    would lose the body of an abandoned request, so whether it ran would depend on timing."""
+    body: list[Message] = []
+    while True:
+        message = await receive()
+        body.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    await asyncio.sleep(delay_seconds)
+    pending = iter(body)
+
+    async def replay() -> Message:
+        return next(pending, None) or await receive()
+
+    return replay

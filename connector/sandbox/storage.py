@@ -2,7 +2,8 @@
 
 One connection guarded by a lock, so handlers may call it from any thread. Idempotency rests
 on a UNIQUE constraint on external_id: the insert either wins or finds the winner, which holds
-even for concurrent duplicate POSTs.
+even for concurrent duplicate POSTs. Attachment uploads are idempotent on their key (profile
+v1.2): looked up and inserted under the lock, with a UNIQUE column behind it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS attachments (
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     data BLOB NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE
 );
 CREATE TABLE IF NOT EXISTS mailboxes (
     mailbox_id TEXT PRIMARY KEY,
@@ -61,6 +63,14 @@ class StoredAttachment:
     data: bytes
 
 
+class AttachmentKeyConflict(Exception):
+    """An upload reused an Idempotency-Key for different bytes; `first` is what the key holds."""
+
+    def __init__(self, first: StoredAttachment) -> None:
+        super().__init__(first.id)
+        self.first = first
+
+
 class SandboxStore:
     """Thread-safe; every method is one short transaction."""
 
@@ -70,6 +80,12 @@ class SandboxStore:
         if db_path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(attachments)")}
+        if "idempotency_key" not in columns:  # a database written before profile v1.2
+            self._db.execute("ALTER TABLE attachments ADD COLUMN idempotency_key TEXT")
+            self._db.execute(
+                "CREATE UNIQUE INDEX attachments_idempotency_key ON attachments (idempotency_key)"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -215,7 +231,12 @@ class SandboxStore:
 
     # ------------------------------------------------------------ attachments
 
-    def add_attachment(self, data: bytes, *, filename: str, content_type: str) -> StoredAttachment:
+    def add_attachment(
+        self, data: bytes, *, filename: str, content_type: str, idempotency_key: str | None = None
+    ) -> tuple[StoredAttachment, bool]:
+        """Stores the bytes; (attachment, created). With a key already used for the same bytes,
+        nothing is stored and the first attachment comes back (created False); used for other
+        bytes, AttachmentKeyConflict. The check and the insert are one step under the lock."""
         stored = StoredAttachment(
             id="att_" + uuid.uuid4().hex,
             filename=filename,
@@ -225,12 +246,35 @@ class SandboxStore:
             data=data,
         )
         with self._lock:
+            if idempotency_key is not None:
+                row = self._db.execute(
+                    "SELECT id, filename, content_type, size, sha256 FROM attachments "
+                    "WHERE idempotency_key = ?",
+                    (idempotency_key,),
+                ).fetchone()
+                if row is not None:
+                    first = StoredAttachment(
+                        str(row[0]), str(row[1]), str(row[2]), int(row[3]), str(row[4]), b""
+                    )
+                    if (first.size, first.sha256) != (stored.size, stored.sha256):
+                        raise AttachmentKeyConflict(first)
+                    return first, False
             self._db.execute(
-                "INSERT INTO attachments (id, filename, content_type, size, sha256, data, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (stored.id, filename, content_type, stored.size, stored.sha256, data, utc_now()),
+                "INSERT INTO attachments "
+                "(id, filename, content_type, size, sha256, data, created_at, idempotency_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    stored.id,
+                    filename,
+                    content_type,
+                    stored.size,
+                    stored.sha256,
+                    data,
+                    utc_now(),
+                    idempotency_key,
+                ),
             )
-        return stored
+        return stored, True
 
     def get_attachment(self, attachment_id: str, *, with_data: bool = True) -> StoredAttachment | None:
         columns = "id, filename, content_type, size, sha256, " + ("data" if with_data else "x''")
@@ -243,6 +287,14 @@ class SandboxStore:
         return StoredAttachment(
             str(row[0]), str(row[1]), str(row[2]), int(row[3]), str(row[4]), bytes(row[5])
         )
+
+    def list_attachments(self) -> list[StoredAttachment]:
+        """Every stored attachment without its bytes, oldest first (tests count them)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, filename, content_type, size, sha256 FROM attachments ORDER BY rowid"
+            ).fetchall()
+        return [StoredAttachment(str(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), b"") for r in rows]
 
     # ------------------------------------------------------------ mailboxes
 

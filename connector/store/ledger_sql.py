@@ -324,3 +324,14 @@ class LedgerSql(SqlBase):
         with self._errors("ledger_count", mailbox=mailbox_id):
             async with self._read() as conn:
                 return int(await conn.scalar(query) or 0)
+
+    async def ledger_count_items(self, mailbox_id: str) -> int:
+        """Distinct IWD item ids over delivered and acted rows (a row without one is its own item)."""
+        item = func.coalesce(func.nullif(ledger.c.iwd_id, ""), ledger.c.external_id)
+        query = select(func.count(func.distinct(item))).where(
+            ledger.c.mailbox_id == mailbox_id,
+            ledger.c.state.in_([LedgerState.DELIVERED.value, LedgerState.ACTED.value]),
+        )
+        with self._errors("ledger_count_items", mailbox=mailbox_id):
+            async with self._read() as conn:
+                return int(await conn.scalar(query) or 0)

@@ -142,6 +142,11 @@ class Store(Protocol):
 
     async def ledger_count(self, mailbox_id: str | None = None, state: LedgerState | None = None) -> int: ...
 
+    async def ledger_count_items(self, mailbox_id: str) -> int:
+        """Distinct IWD items the mailbox delivered: an alias row (a copy in another folder, a
+        renumbered folder) points at its first copy's item and adds nothing."""
+        ...
+
     # quarantine ----------------------------------------------------------------------
     async def quarantine_put(self, mailbox_id: str, message: RawMessage, error: str) -> QuarantineEntry:
         """Keeps the raw message and its server metadata (internal date, size, headers_only,

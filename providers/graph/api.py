@@ -36,7 +36,14 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from connector.config import MailboxSettings
 from connector.endpoints import checked_api_endpoint, is_cert_verify_failure
-from connector.errors import AuthFailed, ConfigError, ProviderError, ProviderUnavailable, Throttled
+from connector.errors import (
+    AuthFailed,
+    CertificateRejected,
+    ConfigError,
+    ProviderError,
+    ProviderUnavailable,
+    Throttled,
+)
 from providers.oauth import TokenProvider, build_token_provider
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -360,7 +367,7 @@ class GraphApi:
                     raise _translate(response.status_code, raw, response.headers, what, where)
             except httpx.TransportError as exc:
                 if is_cert_verify_failure(exc):
-                    raise ProviderUnavailable(
+                    raise CertificateRejected(
                         f"TLS certificate verification failed for {self.base}: {exc}", **where
                     ) from None
                 raise _Transient(

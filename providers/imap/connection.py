@@ -22,7 +22,14 @@ from aioimaplib.aioimaplib import Command
 
 from connector.config import ImapSettings
 from connector.endpoints import is_loopback
-from connector.errors import AuthFailed, ConfigError, FolderMissing, ProviderError, ProviderUnavailable
+from connector.errors import (
+    AuthFailed,
+    CertificateRejected,
+    ConfigError,
+    FolderMissing,
+    ProviderError,
+    ProviderUnavailable,
+)
 from providers.imap.protocol import ImapClient, SaslCommand
 from providers.imap.utf7 import decode_folder, quote_folder
 from providers.oauth import TokenProvider
@@ -133,7 +140,7 @@ class ImapSession:
                 raise TimeoutError
             return cast(T, task.result())
         except ssl.SSLCertVerificationError as exc:
-            raise ProviderUnavailable(
+            raise CertificateRejected(
                 f"TLS certificate verify failed: {exc.verify_message}", **where
             ) from None
         except ssl.SSLError as exc:

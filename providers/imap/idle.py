@@ -43,22 +43,23 @@ def _drain(session: ImapSession, folder: str) -> bool:
     return changed
 
 
-async def _one_idle(session: ImapSession, folder: str, seconds: float) -> bool:
-    """One IDLE command for at most `seconds`; True when a change arrived."""
+async def _one_idle(session: ImapSession, folder: str, seconds: float, wake: asyncio.Event | None) -> bool:
+    """One IDLE command for at most `seconds` or until `wake` is set; True when a change arrived."""
     client = session.client
     lost = client.protocol.lost
     idle_task = await session.run(client.idle_start(timeout=seconds + 60), "IDLE", folder=folder)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     changed = False
+    woken: asyncio.Future[Any] = asyncio.ensure_future(wake.wait()) if wake else loop.create_future()
     try:
-        while not changed:
+        while not changed and not woken.done():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             getter = asyncio.ensure_future(client.protocol.idle_queue.get())
             done, _ = await asyncio.wait(
-                {getter, lost}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                {getter, lost, woken}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
             if getter not in done:
                 getter.cancel()
@@ -75,20 +76,23 @@ async def _one_idle(session: ImapSession, folder: str, seconds: float) -> bool:
                 break
             changed = _has_change(getter.result(), session, folder)
     finally:
+        woken.cancel()
         if session.alive:
             client.idle_done()
     await session.run(idle_task, "IDLE DONE", folder=folder)
     return _drain(session, folder) or changed
 
 
-async def idle_until_change(session: ImapSession, folder: str, timeout_seconds: float) -> bool:
-    """Runs IDLE (re-issued as needed) until a change (True) or `timeout_seconds` (False)."""
+async def idle_until_change(
+    session: ImapSession, folder: str, timeout_seconds: float, wake: asyncio.Event | None = None
+) -> bool:
+    """Runs IDLE (re-issued as needed) until a change (True), `timeout_seconds` or `wake` (False)."""
     _drain(session, folder)  # leftovers from an earlier IDLE are old news; the caller re-checked
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_seconds
     while True:
         remaining = deadline - loop.time()
-        if remaining <= 0:
+        if remaining <= 0 or (wake is not None and wake.is_set()):
             return False
-        if await _one_idle(session, folder, min(remaining, IDLE_REISSUE_SECONDS)):
+        if await _one_idle(session, folder, min(remaining, IDLE_REISSUE_SECONDS), wake):
             return True

@@ -123,9 +123,11 @@ class Browser:
         raise AssertionError(f"page never satisfied: {expression}")
 
     def click(self, selector: str) -> None:
-        """A real mouse press and release at the element's centre, as a person would click."""
+        """A real mouse press and release at the element's centre (scrolled into view first), as a
+        person would click."""
         box = self.evaluate(
-            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
             " return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()"
         )
         for kind in ("mousePressed", "mouseReleased"):
@@ -137,3 +139,27 @@ class Browser:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
+
+    def viewport(self, width: int, height: int) -> None:
+        """Emulates a screen this wide (390: a phone on call; 1280: a laptop)."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=width < 700,
+        )
+
+    def screenshots(self, stem: str, out_dir: str, *, ready: str = "true") -> list[str]:
+        """`<stem>-390.png` and `<stem>-1280.png`, each taken once the page re-rendered at that width."""
+        written = []
+        for width, height in ((390, 844), (1280, 800)):
+            self.viewport(width, height)
+            self.wait_for(ready)
+            path = os.path.join(out_dir, f"{stem}-{width}.png")
+            data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]
+            with open(path, "wb") as f:
+                f.write(base64.b64decode(data))
+            written.append(path)
+        self.viewport(1280, 800)
+        return written

@@ -39,3 +39,28 @@ async def test_sigkill_at_each_step_then_restart_loses_and_duplicates_nothing(
     assert Counter(i["messageId"] for i in items) == {f"<msg-{n}@example.net>": 1 for n in range(MESSAGES)}
     assert os.listdir(tmp_path / "Maildir" / "new") == []
     assert sorted(os.listdir(tmp_path / "Maildir" / "cur")) == [f"m{n}:2,S" for n in range(MESSAGES)]
+
+
+async def test_sigkill_after_the_uploads_then_restart_stores_each_attachment_once(
+    tmp_path: Path, sandbox_iwd: SandboxIWD
+) -> None:
+    """Killed once the attachments are in IWD, restarted: the same keys get the same attachments back."""
+    mailbox = "crash-attachments"
+    for n in range(MESSAGES):
+        deliver_to_maildir(
+            tmp_path / "Maildir", make_message(n, attachment=f"file {n} ".encode() * 50), f"m{n}"
+        )
+    config = write_config(tmp_path, sandbox_iwd.url, mailbox=mailbox)
+
+    crashed = run_connector(config, "run", "--once", env=child_env(EMAIL_CONNECTOR_CRASH_AT="uploaded:3"))
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    uploaded_before_restart = len(sandbox_iwd.control.store.list_attachments())
+    restarted = run_connector(config, "run", "--once", env=child_env())
+    assert restarted.returncode == 0, restarted.stderr
+
+    async with real_client(sandbox_iwd) as iwd:
+        items = [i async for i in iwd.iter_emails(mailbox_id=mailbox)]
+    stored = sandbox_iwd.control.store.list_attachments()
+    assert uploaded_before_restart >= 1
+    assert len(items) == MESSAGES
+    assert sorted(a.id for a in stored) == sorted(i["attachments"][0]["attachmentId"] for i in items)

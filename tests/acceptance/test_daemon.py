@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
 from pathlib import Path
+
+import pytest
 
 from connector.config import ConnectorSettings
 from connector.daemon import Daemon
@@ -16,7 +19,7 @@ from connector.status import MailboxState, StatusBoard
 from connector.store.types import Store
 from providers.maildir import deliver_to_maildir
 from providers.registry import build_inbound
-from tests.acceptance.daemon_process import child_env, start_connector, write_config
+from tests.acceptance.daemon_process import OutputLines, child_env, start_connector, write_config
 from tests.mailfactory import make_message
 from tests.peers.sandbox import iwd_settings, real_client
 
@@ -108,7 +111,8 @@ async def test_a_broken_mailbox_does_not_hold_up_the_others(
 async def test_sigterm_finishes_in_flight_work_and_exits_zero(
     tmp_path: Path, sandbox_iwd: SandboxIWD
 ) -> None:
-    """SIGTERM while delivering under IWD latency: exit 0, and whatever was delivered is committed."""
+    """SIGTERM while delivering under IWD latency: exit 0, the batch in flight finishes rather than
+    being cancelled, and nothing is marked on the server that IWD does not hold."""
     for n in range(20):
         deliver_to_maildir(tmp_path / "Maildir", make_message(n), f"m{n:02d}")
     # one slow POST per item (no batch create), so the signal lands in the middle of the work
@@ -121,21 +125,52 @@ async def test_sigterm_finishes_in_flight_work_and_exits_zero(
             return len([i async for i in iwd.iter_emails(mailbox_id="sigterm")]) >= 3
 
         await wait_for(some_delivered)
+        at_signal = len([i async for i in iwd.iter_emails(mailbox_id="sigterm")])
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.to_thread(proc.communicate, timeout=30)
         assert proc.returncode == 0, stderr
         delivered = [i async for i in iwd.iter_emails(mailbox_id="sigterm")]
     marked = [n for n in os.listdir(tmp_path / "Maildir" / "cur")]
     # every marked message is in IWD; nothing is marked that IWD does not hold
-    assert len(marked) <= len(delivered) < 20
+    assert at_signal < 20  # the signal landed in the middle of the work
+    assert len(marked) <= len(delivered)
     sandbox_iwd.control.faults.reset()
     proc2 = start_connector(config, "run", env=child_env())
+    assert proc2.stdout is not None
+    output = OutputLines(proc2.stdout)
     async with real_client(sandbox_iwd) as iwd:
 
         async def all_there() -> bool:
             return len([i async for i in iwd.iter_emails(mailbox_id="sigterm")]) == 20
 
         await wait_for(all_there)
+    await asyncio.to_thread(output.wait_for, "daemon_started")  # its SIGTERM handler is in place
     proc2.send_signal(signal.SIGTERM)
-    await asyncio.to_thread(proc2.communicate, timeout=30)
-    assert proc2.returncode == 0
+    await asyncio.to_thread(proc2.wait, 30)
+    assert proc2.returncode == 0, output.finish()[-5:]
+
+
+async def test_a_cycle_longer_than_the_interval_makes_the_scheduler_skip_nothing(
+    tmp_path: Path, sandbox_iwd: SandboxIWD, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 1 s interval and a cycle of several seconds: the interval job only starts cycles, so
+    APScheduler never logs "maximum number of running instances" and all mail arrives once."""
+    for n in range(24):
+        deliver_to_maildir(tmp_path / "slow", make_message(n), f"m{n:02d}")
+    # one POST per item, 4 in flight: about 3 s for the batch
+    sandbox_iwd.control.faults.set(latency_seconds=0.5, batch_disabled=True)
+    caplog.set_level(logging.INFO, logger="apscheduler")
+    settings = settings_for(sandbox_iwd, [box("slow", tmp_path / "slow")], retry=5)
+    async with real_client(sandbox_iwd) as iwd:
+        daemon = Daemon(settings, store, iwd, provider_factory=build_inbound)
+        await daemon.start()
+        try:
+
+            async def all_there() -> bool:
+                return len([i async for i in iwd.iter_emails(mailbox_id="slow")]) == 24
+
+            await wait_for(all_there)
+        finally:
+            await daemon.stop()
+    assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SAMPLES = sorted((Path(__file__).resolve().parents[2] / "config" / "samples").glob("*.eml"))
+SAMPLES = sorted((Path(__file__).resolve().parents[2] / "connector" / "samples").glob("*.eml"))
 
 
 def _free_port() -> int:
@@ -26,6 +26,8 @@ def test_demo_once_delivers_every_sample_exactly_once_even_when_rerun(tmp_path: 
     assert f"{len(SAMPLES)} items in the sandbox IWD" in first.stdout
     assert f"{len(SAMPLES)} items in the sandbox IWD" in second.stdout
     assert "5 samples added" in first.stdout and "0 samples added" in second.stdout
+    assert "/admin" not in first.stdout  # --once has exited by then: no address nothing serves
+    assert (tmp_path / "demo.env").read_text() == "export DEMO_IWD_API_KEY=sandbox-key\n"
     assert not any((tmp_path / "Maildir" / "new").iterdir())
     assert sorted(p.name for p in (tmp_path / "Maildir" / "cur").iterdir()) == [
         f"demo-{s.stem}:2,S" for s in SAMPLES

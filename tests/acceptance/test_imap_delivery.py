@@ -148,3 +148,42 @@ async def test_wrong_ca_shows_a_clear_tls_error_in_status_and_in_iwd(
     assert inbound.last_error is not None and "TLS certificate verify failed" in inbound.last_error.message
     assert "TLS certificate verify failed" in held["status"]["inbound"]["lastError"]["message"]
     assert user[1] not in str(held)
+
+
+async def test_a_due_poll_ends_idle_instead_of_waiting_behind_it(
+    dovecot: Dovecot, sandbox_iwd: SandboxIWD, store: Store
+) -> None:
+    """With IDLE on and a 60 s interval, a poll that falls due while the push loop idles runs its
+    cycle at once; it does not wait for IDLE's timeout, and IDLE resumes after it."""
+    user = dovecot.add_user()
+    box = imap_mailbox(dovecot, user, mailbox_id="idler").model_copy(update={"poll_interval_seconds": 60})
+    settings = ConnectorSettings.model_validate(
+        {"iwd": iwd_settings(sandbox_iwd.url).model_dump() | {"api_key": "sandbox-key"}, "mailboxes": [box]}
+    )
+    async with real_client(sandbox_iwd) as iwd:
+        daemon = Daemon(settings, store, iwd, provider_factory=build_inbound)
+        await daemon.start()
+        try:
+            runner = daemon.runners["idler"]
+
+            def idling() -> bool:
+                flags = runner.flags
+                return runner.lock.locked() and flags.cycle_task is None and not flags.push_polling
+
+            deadline = time.monotonic() + 20
+            while not idling():
+                assert time.monotonic() < deadline, "the push loop never started idling"
+                await asyncio.sleep(0.05)
+            report = await asyncio.wait_for(runner.poll(), 20)  # IDLE's own timeout is 60 s
+            assert report is not None
+            dovecot.deliver(user[0], [sample_message(i) for i in range(3)])  # IDLE is back and reports these
+
+            async def arrived() -> bool:
+                return len([i async for i in iwd.iter_emails(mailbox_id="idler")]) == 3
+
+            deadline = time.monotonic() + 20
+            while not await arrived():
+                assert time.monotonic() < deadline, "mail delivered after the poll never arrived"
+                await asyncio.sleep(0.05)
+        finally:
+            await daemon.stop()

@@ -8,13 +8,21 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
+from connector.config_loading import load_config
+from connector.outbox.compose import new_message_id
+from connector.outbox.request import ReplyRequest
 from connector.sandbox import DEFAULT_API_KEY, DEFAULT_CCID, SandboxIWD
-from tests.connector.outbox.smtp_peer import PASSWORD, USER, SmtpPeer
+from connector.store import open_store
+from connector.store.outbox import SqlOutbox
+from connector.store.sql import SqlStore
+from connector.store.types import OutboxEntry
+from tests.connector.outbox.smtp_peer import PASSWORD, USER, Rules, SmtpPeer
 from tests.peers.dovecot import free_port
 from tests.peers.sandbox import real_client
 
@@ -215,3 +223,94 @@ async def test_replies_api_accepts_idempotently_and_reports_state(
         assert "http.token" in resp.json()["message"]
     finally:
         stop(proc)
+
+
+async def queue_local_reply(config: Path, reply_id: str, to: str) -> None:
+    """Stores a reply in the connector's outbox the way `POST /api/v1/replies` does."""
+    settings = load_config(config)
+    store = await open_store(settings.store.url)
+    try:
+        request = ReplyRequest.model_validate(
+            {"mailboxId": "support", "to": [{"address": to}], "subject": "Local", "textBody": "From the API"}
+        )
+        now = datetime.now(UTC)
+        await SqlOutbox(cast(SqlStore, store)).outbox_enqueue(
+            OutboxEntry(
+                id=reply_id,
+                mailbox_id="support",
+                origin="api",
+                request=request.to_json(),
+                request_sha256=request.fingerprint(),
+                message_id=new_message_id("support@example.com"),
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+    finally:
+        await store.close()
+
+
+def run_once(config: Path) -> subprocess.CompletedProcess[str]:
+    """`email-connector run --once` on the config's (empty) Maildir."""
+    for sub in ("new", "cur", "tmp"):
+        (config.parent / "Maildir" / sub).mkdir(parents=True, exist_ok=True)
+    child = {k: v for k, v in os.environ.items() if not k.startswith("EMAIL_CONNECTOR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "connector", "run", "--once", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env=child,
+        timeout=60,
+    )
+
+
+async def statuses(sandbox: SandboxIWD, ids: list[str]) -> list[tuple[str, str | None]]:
+    async with real_client(sandbox) as iwd:
+        items = [await iwd.get_email(i) for i in ids]
+    return [(i["status"], (i.get("error") or {}).get("code")) for i in items]
+
+
+async def test_run_once_sends_the_due_replies_before_it_exits(
+    tmp_path: Path, sandbox_iwd: SandboxIWD, smtp: SmtpPeer
+) -> None:
+    """`run --once` sends IWD's queued replies and the local outbox once each, reports them, exits 0."""
+    ids = await queue_replies(sandbox_iwd)
+    config = write_config(tmp_path, sandbox_iwd.url, smtp, port=free_port(), token=TOKEN)
+    await queue_local_reply(config, "ticket-9-reply-1", "local@example.net")
+
+    done = run_once(config)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert await statuses(sandbox_iwd, ids) == [("sent", None)] * REPLIES
+    received = sorted(r.recipients[0] for r in smtp.received)
+    assert received == sorted([f"c{n}@example.net" for n in range(REPLIES)] + ["local@example.net"])
+    assert set(smtp.by_message_id().values()) == {1}
+
+
+async def test_run_once_leaves_uncertain_and_failed_replies_as_they_are(
+    tmp_path: Path, sandbox_iwd: SandboxIWD, smtp: SmtpPeer
+) -> None:
+    """A reply cut off after DATA stays uncertain and a refused one failed: the next run sends nothing."""
+    smtp.rules = Rules(
+        rcpt=lambda address: "550 5.1.1 No such user" if address == "c2@example.net" else None,
+        drop_after_data=lambda msg: str(msg["To"]) == "c1@example.net",
+    )
+    ids = await queue_replies(sandbox_iwd)
+    config = write_config(tmp_path, sandbox_iwd.url, smtp, port=free_port(), token=TOKEN)
+
+    first = run_once(config)
+    after_first = await statuses(sandbox_iwd, ids)
+    sent_first = smtp.by_message_id()
+    second = run_once(config)
+
+    assert first.returncode == 0, first.stderr[-3000:]  # the mailbox sent the later replies: it works
+    assert after_first == [
+        ("sent", None),
+        ("failed", "delivery_uncertain"),
+        ("failed", "smtp_rejected"),
+        ("sent", None),
+        ("sent", None),
+    ]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert await statuses(sandbox_iwd, ids) == after_first
+    assert smtp.by_message_id() == sent_first and set(sent_first.values()) == {1}

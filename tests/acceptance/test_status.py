@@ -63,13 +63,14 @@ async def test_wrong_password_is_auth_required_in_iwd(
     assert "Not-The-Password-4411" not in str(status)
 
 
-async def test_dovecot_stopped_is_error_in_iwd_after_ok(sandbox_iwd: SandboxIWD, store: Store) -> None:
-    """A working IMAP mailbox is ok in IWD; with Dovecot stopped it turns to error, and back to ok after."""
+async def test_dovecot_stopped_is_degraded_in_iwd_after_ok(sandbox_iwd: SandboxIWD, store: Store) -> None:
+    """A working IMAP mailbox is ok in IWD; with Dovecot stopped it turns degraded naming the mail
+    server, and back to ok after."""
     with Dovecot(spare_users=1) as server:
         user, password = server.add_user()
         server.deliver(user, [sample_message(1)])
         settings = settings_for(sandbox_iwd, [imap_box(server, user, password, "flaky")])
-        async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd) as rig:
+        async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd):
 
             async def ok_with_item() -> bool:
                 status = (iwd_mailbox(sandbox_iwd, "flaky") or {}).get("status") or {}
@@ -78,8 +79,11 @@ async def test_dovecot_stopped_is_error_in_iwd_after_ok(sandbox_iwd: SandboxIWD,
 
             await wait_for(ok_with_item, what="ok with one delivery in IWD")
             await asyncio.to_thread(server.stop)
-            await wait_for(lambda: _true(iwd_state(sandbox_iwd, "flaky") == "error"), what="error in IWD")
-            assert rig.board.get("flaky").inbound.last_error is not None
+            await wait_for(
+                lambda: _true(iwd_state(sandbox_iwd, "flaky") == "degraded"), what="degraded in IWD"
+            )
+            last_error = (iwd_mailbox(sandbox_iwd, "flaky") or {})["status"]["inbound"]["lastError"]
+            assert (last_error["code"], last_error["peer"]) == ("unavailable", "mail_server")
             await asyncio.to_thread(server.start)
             await wait_for(lambda: _true(iwd_state(sandbox_iwd, "flaky") == "ok"), what="ok again in IWD")
 

@@ -116,7 +116,9 @@ async def test_uploaded_attachment_is_accepted_in_a_batch(app: Starlette) -> Non
     """An item whose attachment was uploaded with matching size and sha256 is created."""
     att = make_attachment(b"report")
     async with asgi_client(app) as iwd:
-        att_id = await iwd.upload_attachment(att.data, filename=att.filename, content_type=att.content_type)
+        att_id = await iwd.upload_attachment(
+            att.data, filename=att.filename, content_type=att.content_type, idempotency_key="att-key-1"
+        )
         payload = inbound_payload(1, item=make_item(1, attachments=(att,)), attachment_ids=(att_id,))
         (result,) = _created(await iwd.create_emails([payload]))
     assert result.created

@@ -93,7 +93,7 @@ async def test_attachment_round_trip_with_non_ascii_filename(app: Starlette) -> 
     data = bytes(range(256)) * 1000  # several upload chunks
     async with asgi_client(app) as iwd:
         attachment_id = await iwd.upload_attachment(
-            data, filename="Rechnung März €.pdf", content_type="application/pdf"
+            data, filename="Rechnung März €.pdf", content_type="application/pdf", idempotency_key="att-key-2"
         )
         got = await iwd.download_attachment(attachment_id)
         payload = inbound_payload(
@@ -107,6 +107,18 @@ async def test_attachment_round_trip_with_non_ascii_filename(app: Starlette) -> 
     assert got.filename == "Rechnung März €.pdf"
     assert got.content_type == "application/pdf"
     assert stored["attachments"][0]["attachmentId"] == attachment_id
+
+
+async def test_a_retried_upload_sends_its_key_and_gets_the_stored_attachment(live: SandboxIWD) -> None:
+    """The first upload outlasts the timeout but is stored; the retry, same key, gets that attachment."""
+    live.control.faults.set(latency_seconds=1.0, latency_next=1)
+    async with real_client(live, timeout_seconds=0.3) as iwd:
+        attachment_id = await iwd.upload_attachment(
+            b"%PDF-1.4 invoice", filename="invoice.pdf", content_type="application/pdf", idempotency_key="k-1"
+        )
+    await wait_until(lambda: live.control.requests.in_flight == 0, "the slow upload finished")
+    assert live.control.requests.count("POST", "/iwd/v3/emails/attachments") == 2
+    assert [a.id for a in live.control.store.list_attachments()] == [attachment_id]
 
 
 async def test_item_with_unknown_attachment_is_rejected_naming_the_field(app: Starlette) -> None:

@@ -170,3 +170,17 @@ def test_profile_timestamps_serialise_with_utc_offset() -> None:
     ).model_dump(mode="json", by_alias=True)
     assert status["updatedAt"] == "2026-05-01T17:00:00+00:00"
     assert datetime.fromisoformat(status["updatedAt"]).tzinfo == UTC
+
+
+def test_attachment_keys_are_stable_and_name_one_attachment_of_one_email() -> None:
+    """The same email, position and bytes give the same key; any of the three changed gives another."""
+    sha, other = hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()
+    key = p.attachment_idempotency_key("mb-1.abc", 0, sha)
+    assert key == p.attachment_idempotency_key("mb-1.abc", 0, sha)
+    variants = {
+        p.attachment_idempotency_key("mb-1.abd", 0, sha),
+        p.attachment_idempotency_key("mb-1.abc", 1, sha),
+        p.attachment_idempotency_key("mb-1.abc", 0, other),
+    }
+    assert key not in variants and len(variants) == 3
+    assert key.startswith("att-") and len(key) == 68

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import hashlib
 import os
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,7 @@ from providers.maildir import MaildirInboundProvider, deliver_to_maildir
 from tests.conftest import maildir_mailbox
 from tests.connector.test_store import seed_pre_r0003_quarantine
 from tests.mailfactory import make_message
-from tests.peers.sandbox import real_client
+from tests.peers.sandbox import real_client, wait_until_idle
 
 
 async def items_in(iwd: IWDClient, mailbox_id: str) -> list[dict[str, Any]]:
@@ -512,3 +516,62 @@ async def test_a_stand_in_gets_no_post_action_in_the_cycle_or_after_a_restart(
         assert await second_store.ledger_pending_actions("mb-1") == []
     finally:
         await second_store.close()
+
+
+def message_with_attachments(n: int, *parts: bytes) -> bytes:
+    """A message carrying each of `parts` as its own attachment, in order."""
+    msg = email.message_from_bytes(make_message(n), policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    for i, data in enumerate(parts):
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=f"part-{i}.bin")
+    return msg.as_bytes()
+
+
+def stored_attachments(sandbox: SandboxIWD) -> Counter[str]:
+    """sha256 -> how many times the sandbox stored those bytes."""
+    return Counter(a.sha256 for a in sandbox.control.store.list_attachments())
+
+
+async def test_an_attachment_upload_retried_after_a_timeout_is_stored_once(
+    tmp_path: Path, store: Store, sandbox_iwd: SandboxIWD
+) -> None:
+    """The first upload outlasts the client timeout but IWD stores it; the retry gets that attachment back."""
+    parts = (b"first attachment " * 64, b"second attachment " * 64)
+    deliver_to_maildir(tmp_path, message_with_attachments(1, *parts), "m0001")
+    sandbox_iwd.control.faults.set(latency_seconds=1.0, latency_next=1)
+    async with real_client(sandbox_iwd, timeout_seconds=0.3, max_retry_seconds=10) as iwd:
+        report = await sync_for(tmp_path, store, iwd).run_cycle()
+        [item] = await items_in(iwd, "mb-1")
+    await wait_until_idle(sandbox_iwd)  # the abandoned slow upload has finished server-side
+    assert report.delivered == 1
+    assert sandbox_iwd.control.requests.count("POST", "/iwd/v3/emails/attachments") == 3
+    expected = [hashlib.sha256(data).hexdigest() for data in parts]
+    assert [a["sha256"] for a in item["attachments"]] == expected
+    assert stored_attachments(sandbox_iwd) == Counter(expected)
+    stored_ids = {a.id for a in sandbox_iwd.control.store.list_attachments()}
+    assert {a["attachmentId"] for a in item["attachments"]} == stored_ids
+
+
+async def test_attachments_uploaded_again_after_a_failed_cycle_are_stored_once(
+    tmp_path: Path, store: Store, sandbox_iwd: SandboxIWD, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IWD fails after the uploads; the next cycle fetches the mail again and gets the same attachments."""
+    parts = (b"invoice " * 100, b"photo " * 100)
+    deliver_to_maildir(tmp_path, message_with_attachments(2, *parts), "m0002")
+    async with real_client(sandbox_iwd, max_retry_seconds=0.2) as iwd:
+        real_create = iwd.create_emails
+
+        async def unavailable(payloads: Any) -> Any:
+            raise IWDUnavailable("IWD went away after the uploads")
+
+        monkeypatch.setattr(iwd, "create_emails", unavailable)
+        with pytest.raises(IWDUnavailable):
+            await sync_for(tmp_path, store, iwd).run_cycle()
+        monkeypatch.setattr(iwd, "create_emails", real_create)
+        report = await sync_for(tmp_path, store, iwd).run_cycle()
+        [item] = await items_in(iwd, "mb-1")
+    assert report.delivered == 1
+    assert sandbox_iwd.control.requests.count("POST", "/iwd/v3/emails/attachments") == 4
+    expected = [hashlib.sha256(data).hexdigest() for data in parts]
+    assert [a["sha256"] for a in item["attachments"]] == expected
+    assert stored_attachments(sandbox_iwd) == Counter(expected)

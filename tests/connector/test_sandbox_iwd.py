@@ -14,6 +14,7 @@ from connector.sandbox import SandboxIWD, control_of, create_app
 from tests.peers.sandbox import inbound_payload, make_attachment, make_item, raw_http, status_body
 
 EMAILS = "/iwd/v3/emails"
+ATTACHMENTS = "/iwd/v3/emails/attachments"
 
 
 @pytest.fixture
@@ -86,6 +87,67 @@ async def test_attachment_checksum_must_match_the_upload(http: httpx.AsyncClient
     )
     assert response.status_code == 400
     assert response.json()["message"].startswith("attachments[0].sha256:")
+
+
+async def _upload(
+    http: httpx.AsyncClient, data: bytes, key: str | None, filename: str = "a.txt"
+) -> httpx.Response:
+    headers = {"content-type": "text/plain", "x-filename": filename}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return await http.post(ATTACHMENTS, content=data, headers=headers)
+
+
+async def test_an_upload_repeated_with_its_key_returns_the_first_attachment(
+    http: httpx.AsyncClient, app: Starlette
+) -> None:
+    """Same Idempotency-Key and bytes: 200 with the first attachmentId, and nothing stored twice."""
+    first = await _upload(http, b"invoice", "att-key-1")
+    again = await _upload(http, b"invoice", "att-key-1", filename="renamed.txt")
+    other_key = await _upload(http, b"invoice", "att-key-2")
+    assert (first.status_code, again.status_code, other_key.status_code) == (201, 200, 201)
+    assert again.json() == first.json()
+    assert other_key.json()["attachmentId"] != first.json()["attachmentId"]
+    assert len(control_of(app).store.list_attachments()) == 2
+
+
+async def test_a_key_reused_for_other_bytes_is_refused_naming_the_first_attachment(
+    http: httpx.AsyncClient, app: Starlette
+) -> None:
+    """Same Idempotency-Key, different bytes: 422 idempotency_conflict, and the first upload stands."""
+    first = await _upload(http, b"invoice", "att-key-1")
+    clash = await _upload(http, b"something else", "att-key-1")
+    assert clash.status_code == 422
+    assert clash.json()["code"] == "idempotency_conflict"
+    assert clash.json()["message"].startswith("Idempotency-Key: already used for attachment ")
+    assert first.json()["attachmentId"] in clash.json()["message"]
+    assert [a.id for a in control_of(app).store.list_attachments()] == [first.json()["attachmentId"]]
+
+
+async def test_uploads_without_a_key_are_each_stored(http: httpx.AsyncClient, app: Starlette) -> None:
+    """The key is optional (profile v1.1 clients, agents' uploads): without one, every upload is new."""
+    one, two = await _upload(http, b"same", None), await _upload(http, b"same", None)
+    assert (one.status_code, two.status_code) == (201, 201)
+    assert one.json()["attachmentId"] != two.json()["attachmentId"]
+
+
+async def test_attachment_keys_survive_a_restart_and_an_older_database(tmp_path: Path) -> None:
+    """A database from before profile v1.2 gains the key column; a key is still known after a restart."""
+    import sqlite3
+
+    db = str(tmp_path / "iwd.db")
+    old = sqlite3.connect(db)
+    old.execute(
+        "CREATE TABLE attachments (id TEXT PRIMARY KEY, filename TEXT NOT NULL, content_type TEXT NOT NULL, "
+        "size INTEGER NOT NULL, sha256 TEXT NOT NULL, data BLOB NOT NULL, created_at TEXT NOT NULL)"
+    )
+    old.close()
+    async with raw_http(create_app(db)) as http:
+        first = await _upload(http, b"invoice", "att-key-1")
+    async with raw_http(create_app(db)) as http:
+        again = await _upload(http, b"invoice", "att-key-1")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["attachmentId"] == first.json()["attachmentId"]
 
 
 async def test_upload_without_filename_is_refused(http: httpx.AsyncClient) -> None:

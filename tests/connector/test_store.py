@@ -7,6 +7,7 @@ import hashlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,25 @@ async def test_intent_commit_then_acted(store: SqlStore) -> None:
     assert found.state is LedgerState.ACTED and found.iwd_id == "iwd-1"
     assert await store.ledger_count("box", LedgerState.ACTED) == 1
     assert await store.ledger_count("box", LedgerState.DELIVERED) == 0
+
+
+async def test_item_count_counts_iwd_items_not_alias_rows(store: SqlStore) -> None:
+    """Alias rows (the same email under a new UIDVALIDITY, or in another folder) add no IWD item;
+    pending intents add none either."""
+    for n in (1, 2):
+        await store.ledger_commit((await store.ledger_record_intent(entry(n))).external_id, f"iwd-{n}")
+    await store.ledger_mark_acted("ext-box-1")
+    await store.ledger_record_intent(entry(3))  # posted or not: IWD may not hold it yet
+    renumbered = [
+        replace(entry(n), external_id=f"ext-box-{n}-v2", provider_id=f"88:{n}", state=s, iwd_id=f"iwd-{n}")
+        for n, s in ((1, LedgerState.ACTED), (2, LedgerState.DELIVERED))
+    ]
+    copy = replace(entry(1), external_id="ext-box-1-archive", folder="Archive", state=LedgerState.ACTED)
+    await store.ledger_record_aliases([*renumbered, replace(copy, iwd_id="iwd-1")])
+    await store.ledger_record_aliases([replace(entry(9, mailbox="other"), state=LedgerState.ACTED)])
+    assert await store.ledger_count("box") == 6
+    assert await store.ledger_count_items("box") == 2
+    assert await store.ledger_count_items("other") == 1  # a row without an item id is its own item
 
 
 async def test_commit_acted_when_no_post_action_is_due(store: SqlStore) -> None:

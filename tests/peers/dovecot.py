@@ -317,6 +317,7 @@ mail_max_userip_connections = 1000
                 self._proc.wait()
         self._kill_pids(children)
         self._proc = None
+        self._remove_dead_locks()
 
     def kill(self) -> None:
         """Simulates a crash: SIGKILL the master and all its processes at once.
@@ -334,6 +335,11 @@ mail_max_userip_connections = 1000
         self._proc.wait()
         self._kill_pids(children)
         self._proc = None
+        self._remove_dead_locks()
+
+    def _remove_dead_locks(self) -> None:
+        """Every Dovecot process is gone, so any dotlock left is stale (see `kill`); a stop that
+        had to SIGKILL a busy imap process leaves them too."""
         for lock in self.mail_root.rglob("*.lock"):
             lock.unlink(missing_ok=True)
 

@@ -6,7 +6,9 @@ run it as a real server (`connector.sandbox.SandboxIWD`) and point `real_client`
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,3 +111,12 @@ def status_body(state: str = "ok", **inbound: Any) -> dict[str, Any]:
         "outbound": {"state": "disabled"},
         "updatedAt": now,
     }
+
+
+async def wait_until_idle(sandbox: SandboxIWD, within: float = 5.0) -> None:
+    """Waits until the sandbox has answered every request, including ones a client gave up on."""
+    deadline = time.monotonic() + within
+    while sandbox.control.requests.in_flight:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the sandbox still has requests in flight after {within:g} s")
+        await asyncio.sleep(0.05)

@@ -526,3 +526,87 @@ async def test_a_uid_that_comes_back_without_a_body_is_asked_for_again_not_skipp
         first.cursor.split(":")[0] + f":{uid}"
         for uid in (2, 3)  # type: ignore[union-attr]
     ]
+
+
+async def test_a_uid_never_returned_holds_its_folder_only_until_its_stand_in(
+    dovecot: Dovecot, user: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A UID the server keeps listing but FETCH never returns: the folder stops before it and the
+    fetch names it, until it has failed 3 times over 15 minutes; then a stand-in takes its place,
+    the mail behind it follows, and nothing is skipped silently."""
+    import providers.imap.provider as provider_module
+    from providers.fetch_failures import FetchFailures
+
+    dovecot.deliver(user[0], [sample_message(i) for i in range(3)])
+    real = provider_module.fetch_messages
+
+    async def never_returns_uid_2(*args: Any, **kwargs: Any) -> list[RawMessage]:
+        return [m for m in await real(*args, **kwargs) if not m.provider_id.endswith(":2")]
+
+    monkeypatch.setattr(provider_module, "fetch_messages", never_returns_uid_2)
+    now = [0.0]
+    provider = ImapInboundProvider(mailbox(dovecot, user), failures=FetchFailures(clock=lambda: now[0]))
+    try:
+        first = await provider.fetch("INBOX", None, 10)
+        with pytest.raises(ProviderError, match="UID 2"):
+            await provider.fetch("INBOX", first.cursor, 10)
+        now[0] = 901.0
+        last = await provider.fetch("INBOX", first.cursor, 10)
+    finally:
+        await provider.close()
+    validity = first.cursor.split(":")[0]  # type: ignore[union-attr]
+    assert [m.provider_id for m in first.messages] == [f"{validity}:1"]
+    assert [(m.provider_id, m.stand_in) for m in last.messages] == [
+        (f"{validity}:2", True),
+        (f"{validity}:3", False),
+    ]
+    assert b"UID 2" in last.messages[0].raw and last.cursor == f"{validity}:3"
+
+
+async def test_a_backlog_is_searched_once_and_fetched_batch_by_batch(
+    dovecot: Dovecot, user: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Draining 250 messages 50 at a time costs one UID SEARCH, not one per batch, and still
+    hands over every message exactly once, in order."""
+    from providers.imap.connection import ImapSession
+
+    dovecot.deliver(user[0], [sample_message(i) for i in range(250)])
+    searches = 0
+    real = ImapSession.search_after
+
+    async def counted(self: ImapSession, uid: int, folder: str) -> list[int]:
+        nonlocal searches
+        searches += 1
+        return await real(self, uid, folder)
+
+    monkeypatch.setattr(ImapSession, "search_after", counted)
+    provider = ImapInboundProvider(mailbox(dovecot, user))
+    try:
+        messages, _ = await drain(provider, "INBOX", None, limit=50)
+    finally:
+        await provider.close()
+    assert [int(m.provider_id.split(":")[1]) for m in messages] == list(range(1, 251))
+    assert searches == 1
+
+
+async def test_after_a_reconnect_the_rest_of_a_backlog_counts_as_a_change() -> None:
+    """Dovecot restarts while a backlog is half fetched: the wait on the new connection reports a
+    change at once, so the caller's next cycle fetches the rest instead of idling until the interval."""
+    with Dovecot() as server:  # its own server: the restart must not disturb other tests
+        user = server.add_user()
+        server.deliver(user[0], [sample_message(i) for i in range(5)])
+        provider = ImapInboundProvider(mailbox(server, user))
+        try:
+            first = await provider.fetch("INBOX", None, 2)
+            assert first.more
+            server.restart()
+            changed = None
+            for _ in range(2):  # the first call may still meet the dead connection
+                with contextlib.suppress(ProviderUnavailable):
+                    changed = await asyncio.wait_for(provider.wait_for_change("INBOX", 30), 10)
+                    break
+            rest, _ = await drain(provider, "INBOX", first.cursor)
+        finally:
+            await provider.close()
+    assert changed is True
+    assert len(rest) == 3

@@ -894,6 +894,284 @@ CASES["no_content_type_8bit_latin1_body.eml"] = (
 )
 
 
+# Short text in an unknown or missing charset: read in the charset declared elsewhere, else Western.
+CASES["short_subject_unknown_charset.eml"] = crlf("""\
+From: Marie Dubois <marie.dubois@orange.fr>
+To: support@example.com
+Subject: =?x-bogus-cs?Q?caf=E9?=
+Date: Mon, 15 Apr 2024 09:00:00 +0200
+Message-ID: <short-cs-1@orange.fr>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=us-ascii
+
+Order 8812: the coffee machine arrived without its filter.
+""")
+
+CASES["short_body_unknown_charset.eml"] = (
+    b"From: kiosk@shop.example\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: Menu\r\n"
+    b"Date: Mon, 15 Apr 2024 09:05:00 +0200\r\n"
+    b"Message-ID: <short-cs-2@shop.example>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=x-no-such-charset\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+    b"caf\xe9\r\n"
+)
+
+CASES["short_raw_8bit_subject_no_charset.eml"] = (
+    b"From: old-client@example.fr\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: \xe9\xe8\xff\r\n"
+    b"Date: Mon, 15 Apr 2024 09:10:00 +0200\r\n"
+    b"Message-ID: <short-cs-3@example.fr>\r\n\r\n"
+    b"See subject.\r\n"
+)
+
+CASES["short_unknown_8bit_word_cp1251_body.eml"] = crlf(f"""\
+From: =?unknown-8bit?B?{base64.b64encode("Пётр".encode("cp1251")).decode()}?= <petr@mail.ru>
+To: support@example.com
+Subject: =?unknown-8bit?B?{base64.b64encode("Счёт".encode("cp1251")).decode()}?=
+Date: Tue, 16 Apr 2024 10:00:00 +0300
+Message-ID: <short-cs-4@mail.ru>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=windows-1251
+Content-Transfer-Encoding: 8bit
+
+""") + "Добрый день! Пришлите, пожалуйста, счёт за апрель ещё раз, первый потерялся.\r\n".encode("cp1251")
+
+CASES["short_name_unknown_charset_latin1_body.eml"] = (
+    b"From: =?x-bogus?Q?Jos=E9_Garc=EDa?= <jose.garcia@example.es>\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: =?x-bogus?Q?Pedido_n=BA_77?=\r\n"
+    b"Date: Tue, 16 Apr 2024 11:00:00 +0200\r\n"
+    b"Message-ID: <short-cs-5@example.es>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=iso-8859-1\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+    + "¿Dónde está mi pedido? Lo pagué hace dos semanas.\r\n".encode("latin-1")
+)
+
+CASES["short_utf8_label_latin1_bytes.eml"] = (
+    b"From: Hans <hans@example.de>\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: Gr\xfc\xdfe\r\n"
+    b"Date: Tue, 16 Apr 2024 12:00:00 +0200\r\n"
+    b"Message-ID: <short-cs-6@example.de>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+    b"Gr\xfc\xdfe\r\n"
+)
+
+CASES["short_raw_subject_charset_from_html_part.eml"] = (
+    b"From: Anna <anna.kowalska@example.pl>\r\n"
+    b"To: support@example.com\r\n"
+    b"Subject: " + "Zamówienie".encode("iso-8859-2") + b"\r\n"
+    b"Date: Wed, 17 Apr 2024 10:00:00 +0200\r\n"
+    b"Message-ID: <short-cs-7@example.pl>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+    b"--alt\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "Dziękuję!\r\n".encode("iso-8859-2") + b"--alt\r\n"
+    b"Content-Type: text/html; charset=iso-8859-2\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "<p>Dziękuję!</p>\r\n".encode("iso-8859-2") + b"--alt--\r\n"
+)
+
+
+# Display names that are themselves addresses (Outlook, Exchange, CRM exports): the angle address is the sender.
+CASES["outlook_address_as_display_name.eml"] = crlf("""\
+From: alice@example.com <bob@example.com>
+To: support@example.com <support@example.com>
+Subject: Refund for order 5521
+Date: Thu, 18 Apr 2024 08:30:00 +0000
+Message-ID: <addr-name-1@example.com>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+Please refund order 5521 to my card.
+""")
+
+CASES["truncated_address_display_name.eml"] = crlf("""\
+From: j.smith@contoso.c <john.smith@contoso.com>
+To: Support <support@example.com>
+Cc: 'kim@contoso.com' <kim.lee@contoso.com>, sales@contoso.com<sales-team@contoso.com>
+Subject: Contract renewal
+Date: Thu, 18 Apr 2024 09:00:00 +0000
+Message-ID: <addr-name-2@contoso.com>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+When does our contract renew?
+""")
+
+CASES["address_display_name_with_reply_to_and_encoded_name.eml"] = crlf("""\
+From: =?utf-8?Q?m=C3=BCller@example.de?= <hans.mueller@example.de>
+Reply-To: billing@example.de <rechnungen@example.de>
+To: support@example.com
+Subject: Rechnung 2024-17
+Date: Thu, 18 Apr 2024 10:00:00 +0200
+Message-ID: <addr-name-3@example.de>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+Bitte die Rechnung an die Buchhaltung schicken.
+""")
+
+# Exchange folds long X-Microsoft-* diagnostic headers without leading whitespace.
+EXCHANGE_ANTISPAM = "=?us-ascii?Q?Jx1kQ0KzW2p9fGm4cW3ZbV1yZt8RkQ6m0Lw1XjN2vQ5aYp7cT0eRgH3sUi9oKfL?="
+
+EXCHANGE_TEXT_QP = qp(
+    "Hello,\n\nthe parcel for order 9913 arrived crushed. Please send a replacement.\n\nPetra Novák\n"
+)
+
+CASES["exchange_unfolded_antispam_header_multipart.eml"] = crlf(f"""\
+Received: from AM0PR10MB2345.EURPRD10.PROD.OUTLOOK.COM (2603:10a6:208:1::1) by
+ AM6PR10MB1234.EURPRD10.PROD.OUTLOOK.COM with HTTPS; Fri, 19 Apr 2024 07:00:01 +0000
+X-MS-Exchange-Organization-ExpirationStartTime: 19 Apr 2024 07:00:01.0000 (UTC)
+X-Microsoft-Antispam-Message-Info:
+ {EXCHANGE_ANTISPAM}
+Rk1aQ2xnZ0hYc0t6b1BqR3dNbFZ0ZXJ5TG9uZ0RpYWdub3N0aWNWYWx1ZUZvbGRlZFdpdGhvdXRTcGFjZQ
+Q2FsbWx5R29lc09uRm9yQW5vdGhlckxpbmVPZkRpYWdub3N0aWNz
+From: "Novak, Petra" <petra.novak@contoso.cz>
+To: Support <support@example.com>
+Subject: Broken delivery, order 9913
+Date: Fri, 19 Apr 2024 07:00:00 +0000
+Message-ID: <DB9PR10MB5678A1B2C3D4E5F6@DB9PR10MB5678.EURPRD10.PROD.OUTLOOK.COM>
+Content-Type: multipart/alternative;
+\tboundary="_000_DB9PR10MB5678_"
+MIME-Version: 1.0
+
+--_000_DB9PR10MB5678_
+Content-Type: text/plain; charset="utf-8"
+Content-Transfer-Encoding: quoted-printable
+
+{EXCHANGE_TEXT_QP}
+--_000_DB9PR10MB5678_
+Content-Type: text/html; charset="utf-8"
+Content-Transfer-Encoding: quoted-printable
+
+{qp("<html><body><p>Hello,</p><p>the parcel for order 9913 arrived <b>crushed</b>. Please send a replacement.</p><p>Petra Novák</p></body></html>")}
+--_000_DB9PR10MB5678_--
+""")
+
+CASES["exchange_unfolded_header_before_from_with_attachment.eml"] = crlf(f"""\
+X-MS-Exchange-CrossTenant-Network-Message-Id: 3f2a1b0c-9d8e-7f6a-5b4c-3d2e1f0a9b8c
+X-Microsoft-Antispam: BCL:0;ARA:13230031|366016|1800799024|376014|
+38070700018
+X-MS-Exchange-AntiSpam-MessageData-ChunkCount: 1
+X-MS-Exchange-AntiSpam-MessageData-0:
+ =?us-ascii?Q?Zm9vYmFyYmF6cXV4?=
+cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG9mcmVkcGx1Z2h4eXp6eQ
+From: Tomas Berg <tomas.berg@contoso.se>
+To: support@example.com
+Subject: Invoice attached
+Date: Fri, 19 Apr 2024 08:15:00 +0000
+Message-ID: <HE1PR10MB9999F0E1D2C3B4A5@HE1PR10MB9999.EURPRD10.PROD.OUTLOOK.COM>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="_002_HE1PR10MB9999_"
+
+--_002_HE1PR10MB9999_
+Content-Type: text/plain; charset="us-ascii"
+
+Hi, the invoice for April is attached.
+
+--_002_HE1PR10MB9999_
+Content-Type: application/pdf; name="invoice-april.pdf"
+Content-Disposition: attachment; filename="invoice-april.pdf"
+Content-Transfer-Encoding: base64
+
+{b64(INVOICE_PDF)}
+--_002_HE1PR10MB9999_--
+""")
+
+CASES["exchange_unfolded_header_lf_only.eml"] = (
+    b"Return-Path: <lena.fischer@contoso.de>\n"
+    b"X-Microsoft-Antispam-Mailbox-Delivery:\n"
+    b"\tucf:0;jmr:0;auth:0;dest:I;ENG:(910001)(944506478)(944626604)(920097)(930097)\n"
+    b"(140003)(1420103)\n"
+    b"X-Microsoft-Antispam-Message-Info-Original:\n"
+    b" =?us-ascii?Q?aGVsbG9oZWxsb2hlbGxv?=\n"
+    b"=?us-ascii?Q?d29ybGR3b3JsZHdvcmxk?=\n"
+    b"From: Lena Fischer <lena.fischer@contoso.de>\n"
+    b"To: support@example.com\n"
+    b"Subject: =?utf-8?Q?R=C3=BCckruf_erbeten?=\n"
+    b"Date: Fri, 19 Apr 2024 09:00:00 +0200\n"
+    b"Message-ID: <AS8PR10MB4242@AS8PR10MB4242.EURPRD10.PROD.OUTLOOK.COM>\n"
+    b"MIME-Version: 1.0\n"
+    b'Content-Type: multipart/alternative; boundary="lf-alt"\n'
+    b"\n"
+    b"--lf-alt\n"
+    b"Content-Type: text/plain; charset=utf-8\n"
+    b"Content-Transfer-Encoding: 8bit\n"
+    b"\n" + "Bitte rufen Sie mich zurück.\n".encode() + b"--lf-alt\n"
+    b"Content-Type: text/html; charset=utf-8\n"
+    b"Content-Transfer-Encoding: 8bit\n"
+    b"\n" + "<p>Bitte rufen Sie mich zurück.</p>\n".encode() + b"--lf-alt--\n"
+)
+
+
+def deep_forward_chain(levels: int) -> bytes:
+    """A ticket loop that wraps each round in another multipart/mixed: text and files at the bottom."""
+    inner = crlf(f"""\
+Content-Type: multipart/mixed; boundary="leaf"
+
+--leaf
+Content-Type: multipart/alternative; boundary="leaf-alt"
+
+--leaf-alt
+Content-Type: text/plain; charset=utf-8
+
+The heating in flat 4B has been off since Monday.
+--leaf-alt
+Content-Type: text/html; charset=utf-8
+
+<p>The heating in flat 4B has been off since <b>Monday</b>.</p>
+--leaf-alt--
+
+--leaf
+Content-Type: application/pdf; name="meter-reading.pdf"
+Content-Disposition: attachment; filename="meter-reading.pdf"
+Content-Transfer-Encoding: base64
+
+{b64(INVOICE_PDF)}
+--leaf--
+""")
+    for level in reversed(range(levels)):
+        boundary = f"loop-{level:02d}"
+        photo = ""
+        if level == levels // 2:
+            photo = crlf(f"""\
+--{boundary}
+Content-Type: image/png; name="radiator.png"
+Content-Disposition: attachment; filename="radiator.png"
+Content-Transfer-Encoding: base64
+
+{b64(PHOTO_PNG)}
+""").decode()
+        note = "Forwarded by the ticket system, see below.\n" if level == 0 else ""
+        head = crlf(f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n')
+        first = crlf(f"--{boundary}\nContent-Type: text/plain; charset=utf-8\n\n{note}\n") if note else b""
+        inner = (
+            head + first + crlf(f"--{boundary}\n") + inner + crlf(f"\n{photo}--{boundary}--\n")
+        )  # fmt: skip
+    return (
+        crlf("""\
+From: Tickets <tickets@housing.example>
+To: support@example.com
+Subject: Re: Re: Re: [#4471] Heating broken
+Date: Mon, 22 Apr 2024 07:30:00 +0000
+Message-ID: <loop-60@housing.example>
+MIME-Version: 1.0
+""")
+        + inner
+    )
+
+
+CASES["deep_nested_forward_chain_60_levels.eml"] = deep_forward_chain(60)
+
+
 def main() -> None:
     CORPUS.mkdir(exist_ok=True)
     for name, data in CASES.items():

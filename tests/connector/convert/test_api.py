@@ -76,11 +76,14 @@ def test_unparseable_item_never_raises(raw: bytes) -> None:
     assert item.attachments[0].data == raw
 
 
-def test_nesting_beyond_limit_raises_message_error() -> None:
-    """MIME nested deeper than the limit is refused with MessageError (quarantine), not a crash."""
-    with pytest.raises(MessageError, match="nesting"):
-        convert(nested(40))
-    assert convert(nested(5)).text_body == "innermost\n"
+def test_nesting_beyond_limit_is_flattened_not_quarantined() -> None:
+    """MIME nested deeper than the limit becomes a normal item with its text; the truncation is a defect."""
+    item = convert(nested(40))
+    assert item.flags.unparseable is False
+    assert item.text_body == "innermost\n"
+    assert "MIME nesting deeper than 12 levels; the parts below were flattened" in item.defects
+    shallow = convert(nested(5))
+    assert shallow.text_body == "innermost\n" and not any("nesting" in d for d in shallow.defects)
 
 
 def test_part_count_limit_raises_message_error() -> None:

@@ -461,6 +461,142 @@ def test_mbox_from_line_and_lf_line_ends() -> None:
     assert item.text_body == "Line one.\nLine two.\n"
 
 
+def test_short_encoded_word_in_unknown_charset_reads_as_western() -> None:
+    """`=?x-bogus-cs?Q?caf=E9?=` is café, not the CJK a detector guesses from four bytes."""
+    item = load("short_subject_unknown_charset.eml")
+    assert item.subject == "café"
+    assert item.defects == ("subject: unknown charset 'x-bogus-cs', guessed",)
+
+
+def test_short_body_in_unknown_charset_reads_as_western() -> None:
+    """A body `caf\\xe9` declared `x-no-such-charset` (and nothing else declared) is café."""
+    item = load("short_body_unknown_charset.eml")
+    assert item.text_body == "café\n"
+    assert item.defects == ("text: unknown charset 'x-no-such-charset', guessed",)
+
+
+def test_short_raw_8bit_subject_without_any_charset_reads_as_western() -> None:
+    """A raw 8-bit subject `\\xe9\\xe8\\xff` in a message declaring no charset reads as cp1252."""
+    item = load("short_raw_8bit_subject_no_charset.eml")
+    assert item.subject == "éèÿ"
+
+
+def test_short_unknown_8bit_words_use_the_body_charset() -> None:
+    """`unknown-8bit` words in Subject and From are read in the body's declared windows-1251."""
+    item = load("short_unknown_8bit_word_cp1251_body.eml")
+    assert item.subject == "Счёт"
+    assert item.sender == Address("petr@mail.ru", "Пётр")
+    assert item.language == "ru"
+
+
+def test_short_display_name_in_unknown_charset_uses_the_body_charset() -> None:
+    """A display name and subject in an unknown charset follow the body's iso-8859-1."""
+    item = load("short_name_unknown_charset_latin1_body.eml")
+    assert item.sender == Address("jose.garcia@example.es", "José García")
+    assert item.subject == "Pedido nº 77"
+    assert item.text_body == "¿Dónde está mi pedido? Lo pagué hace dos semanas.\n"
+
+
+def test_short_latin1_bytes_behind_a_utf8_label_read_as_western() -> None:
+    """`Gr\\xfc\\xdfe` labelled UTF-8 (body) and raw in the subject both read Grüße."""
+    item = load("short_utf8_label_latin1_bytes.eml")
+    assert item.subject == "Grüße"
+    assert item.text_body == "Grüße\n"
+    assert "text: not valid utf-8, guessed" in item.defects
+
+
+def test_short_unlabelled_part_uses_the_charset_of_its_sibling() -> None:
+    """An unlabelled text part and raw subject follow the iso-8859-2 its HTML sibling declares."""
+    item = load("short_raw_subject_charset_from_html_part.eml")
+    assert item.subject == "Zamówienie"
+    assert item.text_body == "Dziękuję!\n"
+    assert item.html_body is not None and "Dziękuję!" in item.html_body
+
+
+def test_address_as_display_name_leaves_the_angle_address_as_sender() -> None:
+    """`From: alice@example.com <bob@example.com>` is sent by bob, with alice's address as his name."""
+    item = load("outlook_address_as_display_name.eml")
+    assert item.sender == Address("bob@example.com", "alice@example.com")
+    assert item.to == (Address("support@example.com"),)
+    assert item.defects == ()
+
+
+def test_truncated_and_quoted_address_like_names_keep_one_address_each() -> None:
+    """A truncated address as name, a single-quoted one and one glued to `<` each give one recipient."""
+    item = load("truncated_address_display_name.eml")
+    assert item.sender == Address("john.smith@contoso.com", "j.smith@contoso.c")
+    assert item.cc == (
+        Address("kim.lee@contoso.com", "kim@contoso.com"),
+        Address("sales-team@contoso.com", "sales@contoso.com"),
+    )
+
+
+def test_encoded_address_like_name_and_reply_to_use_the_angle_address() -> None:
+    """An RFC 2047 name that is an address, and a Reply-To of the same shape, name the real mailboxes."""
+    item = load("address_display_name_with_reply_to_and_encoded_name.eml")
+    assert item.sender == Address("hans.mueller@example.de", "müller@example.de")
+    assert item.reply_to == (Address("rechnungen@example.de", "billing@example.de"),)
+
+
+def test_reply_goes_to_the_angle_address_of_an_address_like_display_name() -> None:
+    """The outbox's reply target for such a message is the angle-bracket address, never the name."""
+    from connector.outbox.autoack import reply_target
+
+    target = reply_target(load("outlook_address_as_display_name.eml"))
+    assert target is not None and target.address == "bob@example.com"
+    target = reply_target(load("address_display_name_with_reply_to_and_encoded_name.eml"))
+    assert target is not None and target.address == "rechnungen@example.de"
+
+
+def test_exchange_header_folded_without_whitespace_keeps_headers_and_html() -> None:
+    """An X-Microsoft-Antispam value continued on unindented lines no longer ends the header block."""
+    item = load("exchange_unfolded_antispam_header_multipart.eml")
+    assert item.subject == "Broken delivery, order 9913"
+    assert item.sender == Address("petra.novak@contoso.cz", "Novak, Petra")
+    assert item.message_id == "<DB9PR10MB5678A1B2C3D4E5F6@DB9PR10MB5678.EURPRD10.PROD.OUTLOOK.COM>"
+    assert item.text_body == (
+        "Hello,\n\nthe parcel for order 9913 arrived crushed. Please send a replacement.\n\nPetra Novák\n"
+    )
+    assert item.html_body is not None and "<b>crushed</b>" in item.html_body
+    assert item.defects == ("2 header lines folded without leading whitespace; joined to the field above",)
+
+
+def test_exchange_unindented_fold_before_from_keeps_the_attachment() -> None:
+    """Unindented continuations in two X-MS headers above From: the sender, body and PDF all survive."""
+    item = load("exchange_unfolded_header_before_from_with_attachment.eml")
+    assert item.subject == "Invoice attached"
+    assert item.sender == Address("tomas.berg@contoso.se", "Tomas Berg")
+    assert item.text_body == "Hi, the invoice for April is attached.\n"
+    assert attachments(item) == [
+        ("invoice-april.pdf", "application/pdf", sha(p.INVOICE_PDF), len(p.INVOICE_PDF), None, False)
+    ]
+
+
+def test_exchange_unindented_fold_in_lf_only_copy() -> None:
+    """The same repair works on an LF-only (Maildir) copy with encoded-word continuation lines."""
+    item = load("exchange_unfolded_header_lf_only.eml")
+    assert item.subject == "Rückruf erbeten"
+    assert item.sender == Address("lena.fischer@contoso.de", "Lena Fischer")
+    assert item.text_body == "Bitte rufen Sie mich zurück.\n"
+    assert item.html_body is not None and "Bitte rufen Sie mich zurück." in item.html_body
+
+
+def test_sixty_levels_of_nesting_keep_text_html_and_every_attachment() -> None:
+    """A 60-level ticket loop is a normal item: top note, inner text and HTML, the photo and the PDF."""
+    item = load("deep_nested_forward_chain_60_levels.eml")
+    assert item.flags.unparseable is False
+    assert item.subject == "Re: Re: Re: [#4471] Heating broken"
+    assert item.text_body == (
+        "Forwarded by the ticket system, see below.\n\nThe heating in flat 4B has been off since Monday.\n"
+    )
+    assert item.html_body is not None and "<b>Monday</b>" in item.html_body
+    assert attachments(item) == [
+        ("meter-reading.pdf", "application/pdf", sha(p.INVOICE_PDF), len(p.INVOICE_PDF), None, False),
+        ("radiator.png", "image/png", sha(p.PHOTO_PNG), len(p.PHOTO_PNG), None, False),
+    ]
+    assert item.defects == ("MIME nesting deeper than 12 levels; the parts below were flattened",)
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.eml")))
 def test_every_corpus_message_has_consistent_basics(name: str) -> None:
     """Every corpus message: size and hash of the raw bytes, an id, a thread key, no lost attachment hash."""

@@ -128,3 +128,65 @@ def test_raw_8bit_header_with_an_unusable_body_charset_is_read_as_cp1252() -> No
     from connector.convert.headers import decode_header_value
 
     assert decode_header_value("caf\udce9", [], fallback_charset="undefined") == "café"
+
+
+def test_many_address_like_display_names_are_quoted_in_linear_time() -> None:
+    """20 000 `a@x <b@y>` pairs, and 40 KB of '@' before one angle address, parse quickly."""
+    pairs = ", ".join(f"n{i}@x.example <m{i}@y.example>" for i in range(20_000))
+    found = timed(lambda: parse_addresses([pairs], [], "to"))
+    assert len(found) == 1000 and found[0].address == "m0@y.example"
+    assert timed(lambda: parse_addresses(["@" * 40_000 + " <b@y.example>"], [], "to")) != ()
+
+
+def test_many_unindented_header_lines_are_joined_in_linear_time() -> None:
+    """100 000 lines without a colon between two header fields are joined to the first quickly."""
+    raw = b"From: a@example.com\r\nX-Microsoft-Antispam: v\r\n" + b"abcdef\r\n" * 100_000
+    raw += b"Subject: after\r\n\r\nbody\r\n"
+    item = timed(lambda: convert(raw, limits=Limits(max_header_bytes=1024 * 1024)))
+    assert item.subject == "after" and item.text_body == "body\n"
+
+
+def test_four_hundred_levels_of_nesting_are_flattened_quickly() -> None:
+    """400 nested multiparts (the stdlib parses them) are walked without recursion, text and file kept."""
+    body = (
+        b'Content-Type: multipart/mixed; boundary="in"\r\n\r\n--in\r\nContent-Type: text/plain\r\n\r\n'
+        b"deep text\r\n--in\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename=a.bin\r\n\r\nxyz\r\n--in--\r\n"
+    )
+    for level in range(400):
+        boundary = f"b{level}".encode()
+        body = (
+            b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n--' + boundary + b"\r\n"
+            + body + b"\r\n--" + boundary + b"--\r\n"
+        )  # fmt: skip
+    item = timed(lambda: convert(HEAD + body))
+    assert item.flags.unparseable is False
+    assert item.text_body == "deep text\n"
+    assert [(a.filename, a.data) for a in item.attachments] == [("a.bin", b"xyz")]
+
+
+def test_attached_message_the_bytes_generator_refuses_is_still_attached() -> None:
+    """8-bit text where the stdlib's bytes generator wants ASCII no longer makes an internal error.
+
+    Found by the CI fuzz profile: the compat32 fallback of `_serialize` raised UnicodeEncodeError."""
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="o"\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n'
+        b'Content-Type: multipart/mixed; boundary="o"\r\nBitte pr\xc3\xbcfen, die Rechnung ist doppelt.\r\n'
+    )
+    item = timed(lambda: convert(raw))
+    (attached,) = item.attachments
+    assert attached.content_type == "message/rfc822" and b"Rechnung ist doppelt" in attached.data
+
+
+def test_boundary_right_after_the_header_block_is_not_joined_to_a_header() -> None:
+    """A multipart missing the blank line before its first boundary keeps its parts (no header join)."""
+    raw = (
+        b'From: a@example.com\r\nSubject: no separator\r\nContent-Type: multipart/mixed; boundary="b"\r\n'
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nfirst part\r\n--b\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=x.bin\r\n\r\n"
+        b"xyz\r\n--b--\r\n"
+    )
+    item = convert(raw)
+    assert item.text_body == "first part\n"
+    assert [(a.filename, a.data) for a in item.attachments] == [("x.bin", b"xyz")]
+    assert not any("joined" in d for d in item.defects)

@@ -120,6 +120,25 @@ async def test_greylisted_reply_is_retried_and_delivered_later(make_rig, smtp: S
     assert len(smtp.received) == 1
 
 
+async def test_run_once_says_when_a_mailbox_could_not_send_and_keeps_the_reply_for_a_later_run(
+    make_rig, smtp: SmtpPeer
+) -> None:
+    """A greylisted reply makes `run_once` False and stays retrying; a later run, once due, sends it."""
+    rig = await make_rig(settings_for(smtp))
+    smtp.rules = Rules(rcpt=lambda _address: "451 4.7.1 Greylisted, try again later")
+    await rig.worker.submit("once-1", reply(1))
+    assert await rig.worker.run_once() is False
+    entry = await rig.outbox.outbox_get("once-1")
+    assert entry is not None and entry.state is OutboxState.RETRYING and smtp.received == []
+    smtp.rules = Rules()
+    assert await rig.worker.run_once() is True  # not due yet: nothing tried, nothing failed
+    assert smtp.received == []
+    rig.clock.advance(61)
+    assert await rig.worker.run_once() is True
+    entry = await rig.outbox.outbox_get("once-1")
+    assert entry is not None and entry.state is OutboxState.SENT and len(smtp.received) == 1
+
+
 async def test_outbox_gauge_and_outbound_status_follow_the_replies_states(make_rig, smtp: SmtpPeer) -> None:
     """/metrics' iwd_email_outbox_items and the mailbox's outbound backlog show a greylisted reply
     as retrying, then as sent, from the worker's tick (one grouped count query)."""

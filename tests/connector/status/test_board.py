@@ -8,7 +8,9 @@ import pytest
 
 from connector.errors import (
     AuthFailed,
+    CertificateRejected,
     ConfigError,
+    ConnectorError,
     FolderMissing,
     IWDUnavailable,
     ProviderUnavailable,
@@ -16,7 +18,8 @@ from connector.errors import (
     Throttled,
 )
 from connector.iwd.profile import MailboxStatus as WireStatus
-from connector.status import MailboxState, StatusBoard, state_for
+from connector.peer_calls import observe_iwd, watched
+from connector.status import MailboxState, Peer, StatusBoard, state_for
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -28,7 +31,8 @@ NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
         (Throttled("slow down", retry_after_seconds=5), MailboxState.THROTTLED),
         (IWDUnavailable("down"), MailboxState.DEGRADED),
         (StoreError("locked"), MailboxState.DEGRADED),
-        (ProviderUnavailable("refused"), MailboxState.ERROR),
+        (ProviderUnavailable("refused"), MailboxState.DEGRADED),  # an outage, like IWD's
+        (CertificateRejected("untrusted CA"), MailboxState.ERROR),  # a fix, not an outage
         (FolderMissing("gone"), MailboxState.ERROR),
         (ConfigError(["bad"]), MailboxState.ERROR),
         (RuntimeError("bug"), MailboxState.ERROR),
@@ -91,3 +95,67 @@ def test_status_body_is_valid_for_the_iwd_profile() -> None:
         WireStatus.model_validate(status.to_json())
     assert board.get("a").outbound.state is MailboxState.AUTH_REQUIRED
     assert board.get("b").inbound.last_error is not None
+
+
+LATER = datetime(2026, 11, 20, 9, 0, 7, tzinfo=UTC)
+
+
+def test_the_first_failed_call_turns_ok_degraded_naming_the_peer_and_the_first_answer_turns_it_back() -> None:
+    """inbound_fault reports the change once, keeps `since` at the first failure; an answer ends it."""
+    board = StatusBoard()
+    assert board.inbound_fault("a", NOW, IWDUnavailable("503")) is True
+    assert board.inbound_fault("a", LATER, IWDUnavailable("503 again")) is False
+    box = board.get("a").inbound
+    assert box.state is MailboxState.DEGRADED
+    assert box.last_error is not None
+    assert (box.last_error.peer, box.last_error.since, box.last_error.at) == (Peer.IWD, NOW, LATER)
+    body = WireStatus.model_validate(board.get("a").to_json()).inbound.lastError
+    assert body is not None and (body.peer, body.since) == ("iwd", NOW)
+    assert board.inbound_peer_answered("a", Peer.MAIL_SERVER) is False  # not the failing peer
+    assert board.inbound_peer_answered("a", Peer.IWD) is True
+    assert board.get("a").inbound.state is MailboxState.OK
+    assert board.inbound_peer_answered("a", Peer.IWD) is False
+
+
+def test_degraded_lasts_while_any_peer_fails_and_a_person_state_is_not_hidden() -> None:
+    """Two failing peers need two answers; an outage mid-cycle does not replace auth_required."""
+    board = StatusBoard()
+    board.inbound_fault("a", NOW, ProviderUnavailable("refused"))
+    board.inbound_fault("a", LATER, StoreError("locked"))
+    assert board.inbound_peer_answered("a", Peer.MAIL_SERVER) is False
+    assert board.get("a").inbound.state is MailboxState.DEGRADED
+    assert board.inbound_peer_answered("a", Peer.STORE) is True
+    board.inbound_failed("b", NOW, AuthFailed("login rejected"))
+    assert board.inbound_fault("b", LATER, IWDUnavailable("down")) is False
+    assert board.get("b").inbound.state is MailboxState.AUTH_REQUIRED
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def peer_failed(self, mailbox_id: str, error: ConnectorError) -> None:
+        self.seen.append((mailbox_id, error.code))
+
+    def peer_answered(self, mailbox_id: str, peer: Peer) -> None:
+        self.seen.append((mailbox_id, f"{peer.value} answered"))
+
+
+def test_iwd_attempts_are_told_to_the_cycle_that_made_them_only() -> None:
+    """Inside `watched` each attempt reaches the watcher (5xx and timeouts fail, 2xx and 4xx answer,
+    409 says nothing); outside any cycle nothing is told."""
+    watcher = _Watcher()
+    observe_iwd("POST", "/emails/batch", 503, 0.1, None)
+    with watched("a", watcher):
+        observe_iwd("POST", "/emails/batch", 503, 0.1, None)
+        observe_iwd("POST", "/emails/batch", None, 1.0, "timeout")
+        observe_iwd("POST", "/emails", 409, 0.1, None)
+        observe_iwd("POST", "/emails/attachments", 422, 0.1, None)
+        observe_iwd("POST", "/emails/batch", 200, 0.1, None)
+    observe_iwd("POST", "/emails/batch", 200, 0.1, None)
+    assert watcher.seen == [
+        ("a", "iwd_unavailable"),
+        ("a", "iwd_unavailable"),
+        ("a", "iwd answered"),
+        ("a", "iwd answered"),
+    ]
