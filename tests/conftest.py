@@ -41,6 +41,7 @@ def smtp_server() -> Iterator[SmtpPeer]:
 def smtp(smtp_server: SmtpPeer) -> Iterator[SmtpPeer]:
     """The session's SMTP server with nothing received and no rules, for each test."""
     smtp_server.received.clear()
+    smtp_server.held.clear()
     smtp_server.rules = Rules()
     yield smtp_server
     smtp_server.rules = Rules()

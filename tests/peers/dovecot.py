@@ -150,6 +150,12 @@ class Dovecot:
     def config_file(self) -> str:
         return str(self.dir / "dovecot.conf")
 
+    @property
+    def log_file(self) -> Path:
+        """Dovecot's log: microsecond timestamps, one `Login:` line per session (with its session
+        id and the client's port) and one `Disconnected` line from the session's imap process."""
+        return self.dir / "dovecot.log"
+
     def _write_certs(self) -> None:
         certs = self.dir / "certs"
         certs.mkdir(exist_ok=True)
@@ -193,6 +199,8 @@ base_dir = {d}/run
 state_dir = {d}/state
 log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot.log
+log_timestamp = "%Y-%m-%d %H:%M:%S.%{{usecs}} "
+login_log_format_elements = user=<%u> method=%m rip=%r rport=%{{rport}} mpid=%e %c session=<%{{session}}>
 protocols = imap
 listen = 127.0.0.1
 first_valid_uid = 1

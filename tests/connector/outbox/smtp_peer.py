@@ -1,12 +1,14 @@
 """A real SMTP server for reply tests: aiosmtpd with STARTTLS and AUTH (trustme certificates).
 
 `rules` decide per recipient (RCPT) and per message (DATA) what the server answers, so tests
-can greylist (451), reject (550), or drop the connection after the DATA dot. Everything
-received is kept as parsed messages with its envelope.
+can greylist (451), reject (550), or drop the connection after the DATA dot; `hold_rcpt`
+keeps every RCPT unanswered until the test sets the event. Everything received is kept as
+parsed messages with its envelope and the client's address.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -33,6 +35,7 @@ class Received:
     recipients: list[str]
     message: EmailMessage
     raw: bytes
+    peer: tuple[str, int] | None = None
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Rules:
     rcpt: Callable[[str], str | None] = lambda _addr: None
     data: Callable[[EmailMessage], str | None] = lambda _msg: None
     drop_after_data: Callable[[EmailMessage], bool] = lambda _msg: False
+    hold_rcpt: threading.Event | None = None  # while not set, RCPT waits (the client sees a slow server)
+    data_seconds: float = 0.0  # how long the server takes after the DATA dot before it answers
 
 
 @dataclass
@@ -52,6 +57,7 @@ class SmtpPeer:
     received: list[Received] = field(default_factory=list)
     rules: Rules = field(default_factory=Rules)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    held: list[tuple[str, int]] = field(default_factory=list)  # clients whose RCPT waited on hold_rcpt
 
     def by_message_id(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -80,6 +86,13 @@ class _Handler:
         self.peer = peer
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        hold = self.peer.rules.hold_rcpt
+        if hold is not None and not hold.is_set():
+            with self.peer.lock:
+                self.peer.held.append(session.peer)
+            # until set, or until the test's rules are replaced (a test that failed while holding)
+            while not await asyncio.to_thread(hold.wait, 0.2) and self.peer.rules.hold_rcpt is hold:
+                pass
         refusal = self.peer.rules.rcpt(address)
         if refusal:
             return refusal
@@ -93,8 +106,12 @@ class _Handler:
         refusal = self.peer.rules.data(msg)
         if refusal:
             return refusal
+        if self.peer.rules.data_seconds:
+            await asyncio.sleep(self.peer.rules.data_seconds)  # a client gone meanwhile cancels this
         with self.peer.lock:
-            self.peer.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), msg, raw))
+            self.peer.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), msg, raw, session.peer)
+            )
         if self.peer.rules.drop_after_data(msg):
             server.transport.abort()  # accepted, but the client never hears the 250
             return "250 OK (never heard)"
