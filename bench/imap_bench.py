@@ -7,7 +7,7 @@ Not part of the test suite. Run as root (tmpfs mount for stable numbers, chown t
 Each client gets its own Dovecot user holding identical mail, so every run starts from unread
 mail. Ours: fetch (limit 200, batches of 50) + `mark_read` post-action per message (what the
 pipeline does after each commit); also the full pipeline into an in-process sandbox IWD when
-`connector.pipeline` imports. fetchmail: `bsmtp /dev/null` (marks \\Seen). getmail6: `MDA_smtp`
+`connector.sync.pipeline` imports. fetchmail: `bsmtp /dev/null` (marks \\Seen). getmail6: `MDA_smtp`
 into an aiosmtpd sink that discards. Results are appended to docs/benchmarks.md.
 """
 
@@ -129,8 +129,8 @@ async def run_pipeline(
 ) -> float:
     """The whole pipeline (fetch, convert, create item, ledger, \\Seen) into the sandbox IWD."""
     from connector.iwd import IWDClient
-    from connector.pipeline import MailboxSync
     from connector.store import open_store
+    from connector.sync.pipeline import MailboxSync
     from tests.peers.sandbox import iwd_settings
 
     box = settings(server, user, "plain")

@@ -54,7 +54,7 @@ async def _run(
     config_path: Path | None = None,
     redactor: SecretRedactor | None = None,
 ) -> int:
-    from connector.app import run_once, runtime, serve_until_signalled
+    from connector.runtime.app import run_once, runtime, serve_until_signalled
     from connector.runtime.sqlite_guard import StoreInUse, sqlite_guard
 
     guard = sqlite_guard(settings.store.url)  # SQLite: this daemon alone, for its whole life
@@ -88,8 +88,8 @@ def check(config: ConfigOption) -> None:
 
 
 async def _check(settings: ConnectorSettings) -> bool:
-    from connector.app import check_mailbox
     from connector.iwd.client import IWDClient
+    from connector.runtime.app import check_mailbox
 
     table = Table(title="email-connector check")
     for column in ("target", "provider", "verdict", "detail"):

@@ -95,7 +95,7 @@ def prepare(directory: Path) -> tuple[Path, Path, int]:
 
 
 async def run_demo(directory: Path, *, port: int, once: bool, console: Console) -> int:
-    from connector.app import run_once, runtime, serve_until_signalled
+    from connector.runtime.app import run_once, runtime, serve_until_signalled
     from connector.sandbox import SandboxIWD
     from connector.sandbox.smtp_sink import SmtpSink
 

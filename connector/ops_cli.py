@@ -312,7 +312,7 @@ def quarantine_export(
 
 async def _retry_locally(settings: ConnectorSettings, entry: QuarantineEntry) -> bool:
     from connector.iwd.client import IWDClient
-    from connector.pipeline import MailboxSync
+    from connector.sync.pipeline import MailboxSync
     from providers.registry import build_inbound
 
     box = settings.mailbox(entry.mailbox_id)

@@ -51,7 +51,7 @@ class ApiContext:
     store: Store
     iwd: IWDClient
     board: StatusBoard
-    daemon: Any = None  # connector.daemon.Daemon when running (poll now, pause, resume)
+    daemon: Any = None  # connector.runtime.daemon.Daemon when running (poll now, pause, resume)
     extras: dict[str, Any] = field(default_factory=dict)  # services register themselves here
 
     @property

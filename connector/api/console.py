@@ -26,7 +26,7 @@ from connector.config import MailboxSettings
 from connector.errors import ConnectorError
 from connector.ops_cli import message_summary, size_text
 from connector.outbox.api import reply_json
-from connector.services import BackgroundLoop
+from connector.runtime.services import BackgroundLoop
 from connector.status import StatusBoard
 from connector.store.types import OutboxState, QuarantineEntry
 
@@ -165,7 +165,7 @@ def console_routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     async def check(request: Request) -> Response:
         if (refused := _acting(request)) is not None:
             return refused
-        from connector.app import check_mailbox  # the same connect path as `email-connector check`
+        from connector.runtime.app import check_mailbox  # the same connect path as `email-connector check`
 
         box = settings_box(request.path_params["mailbox_id"])
         if box is None:

@@ -31,7 +31,7 @@ def attach_outbox(
 ) -> OutboxWorker | None:
     """Appends the outbox worker to `daemon.services` and sets `daemon.on_delivered`.
 
-    `daemon` is a connector.daemon.Daemon, `api` its ApiContext (or None). The worker claims
+    `daemon` is a connector.runtime.daemon.Daemon, `api` its ApiContext (or None). The worker claims
     replies as `replica_id`; on PostgreSQL other replicas may share the outbox."""
     if not isinstance(store, SqlStore):
         log.warning("outbox_disabled", reason="the store is not a SqlStore")

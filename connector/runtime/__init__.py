@@ -1,4 +1,6 @@
-"""The runtime that decides which mailbox runs where: membership, mailbox leases, the SQLite guard.
+"""The runtime: which mailbox runs where and when.
 
-(The daemon, runner, reporter and services will move here too; see issue #13 "The house".)
+The daemon and its per-mailbox runners, the scheduler jobs and push loops, hot reload, the
+watchdog, the status reporter, the long-running services beside them and, with several replicas,
+membership and mailbox leases. It decides *which* mailbox syncs; `connector.sync` moves the mail.
 """

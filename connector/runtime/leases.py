@@ -24,7 +24,7 @@ from connector.errors import ConnectorError, LeaseLost
 from connector.runtime.balance import fair_share, to_release
 from connector.runtime.identity import ReplicaIdentity
 from connector.runtime.lease_metrics import LeaseMetrics
-from connector.services import BackgroundLoop
+from connector.runtime.services import BackgroundLoop
 from connector.store.fence import Fence
 from connector.store.leases import SqlLeases
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.daemon import Daemon
+from connector.runtime.daemon import Daemon
 from connector.runtime.identity import ReplicaIdentity
 from connector.runtime.lease_metrics import LeaseMetrics
 from connector.runtime.leases import LeaseManager

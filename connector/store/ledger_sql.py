@@ -1,6 +1,6 @@
 """The delivery ledger on SQL: intents, commits with the cursor, aliases, post-action bookkeeping.
 
-States only move forward (pending → delivered → acted); see connector/delivery.py for why.
+States only move forward (pending → delivered → acted); see connector/sync/delivery.py for why.
 """
 
 from __future__ import annotations

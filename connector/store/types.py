@@ -1,6 +1,6 @@
 """The store's contract. The pipeline's no-loss/no-duplicate argument relies on exactly these calls.
 
-Ledger states move only forward: pending -> delivered -> acted (see connector/delivery.py).
+Ledger states move only forward: pending -> delivered -> acted (see connector/sync/delivery.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A running daemon in this process, wired exactly like `email-connector run` (connector.app.Runtime)."""
+"""A running daemon in this process, wired exactly like `email-connector run` (runtime.app.Runtime)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 
 from connector.api.server import ApiServer
-from connector.app import Runtime
 from connector.config import ConnectorSettings
-from connector.daemon import Daemon, ProviderFactory
 from connector.errors import IWDUnavailable
 from connector.iwd import IWDClient
+from connector.runtime.app import Runtime
+from connector.runtime.daemon import Daemon, ProviderFactory
 from connector.sandbox import SandboxIWD
 from connector.status import StatusBoard
 from connector.store.types import Store

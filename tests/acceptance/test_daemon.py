@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from connector.config import ConnectorSettings
-from connector.daemon import Daemon
 from connector.errors import IWDUnavailable
+from connector.runtime.daemon import Daemon
 from connector.sandbox import SandboxIWD
 from connector.status import MailboxState, StatusBoard
 from connector.store.types import Store

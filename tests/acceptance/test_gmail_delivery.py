@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from connector.config import ConnectorSettings, MailboxSettings
-from connector.daemon import Daemon
-from connector.delivery import external_id
 from connector.errors import AuthFailed, Throttled
-from connector.pipeline import MailboxSync
+from connector.runtime.daemon import Daemon
 from connector.sandbox import SandboxIWD, control_of, create_app
 from connector.status import MailboxState, StatusBoard
 from connector.store import open_store
 from connector.store.types import Store
+from connector.sync.delivery import external_id
+from connector.sync.pipeline import MailboxSync
 from providers.gmail import GmailInboundProvider
 from providers.gmail.api import RetryPolicy
 from providers.registry import build_inbound

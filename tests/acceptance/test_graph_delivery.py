@@ -13,13 +13,13 @@ from urllib.parse import quote
 
 import pytest
 
-from connector import delivery
 from connector.errors import AuthFailed, ProviderError
 from connector.models import PostAction, RawMessage
-from connector.pipeline import MailboxSync
 from connector.sandbox import control_of, create_app
 from connector.store import open_store
 from connector.store.types import Store
+from connector.sync import delivery
+from connector.sync.pipeline import MailboxSync
 from providers.fetch_failures import FetchFailures
 from providers.graph import GraphInboundProvider
 from providers.graph.api import RetryPolicy

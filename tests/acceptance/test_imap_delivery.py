@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from connector.config import ConnectorSettings, MailboxSettings
-from connector.daemon import Daemon
 from connector.errors import ProviderUnavailable
-from connector.pipeline import MailboxSync
+from connector.runtime.daemon import Daemon
 from connector.sandbox import SandboxIWD, control_of, create_app
 from connector.status import MailboxState, StatusBoard
 from connector.store import open_store
 from connector.store.types import Store
+from connector.sync.pipeline import MailboxSync
 from providers.imap import ImapInboundProvider
 from providers.registry import build_inbound
 from tests.peers.dovecot import Dovecot, imap_mailbox, sample_message

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from connector import pipeline as pipeline_module
 from connector.errors import IWDRejected, IWDUnavailable, MessageError, ProviderUnavailable
 from connector.iwd import IWDClient
 from connector.models import PostAction, RawMessage
-from connector.pipeline import MailboxSync
 from connector.sandbox import SandboxIWD
 from connector.store import open_store
 from connector.store.types import LedgerState, Store
+from connector.sync import pipeline as pipeline_module
+from connector.sync.pipeline import MailboxSync
 from providers.fake import FakeInboundProvider
 from providers.fetch_failures import stand_in_bytes
 from providers.maildir import MaildirInboundProvider, deliver_to_maildir
@@ -293,7 +293,7 @@ async def test_an_item_iwd_keeps_refusing_still_reaches_a_person_as_unparseable(
 ) -> None:
     """IWD refuses the converted item every time (400): after the last attempt the raw mail is
     delivered flagged unparseable instead of being retried forever."""
-    import connector.batch_delivery as batch_module
+    import connector.sync.batch_delivery as batch_module
 
     real_build = batch_module.build_email_payload
 

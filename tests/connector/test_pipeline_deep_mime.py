@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from connector.iwd import IWDClient
-from connector.pipeline import MailboxSync
 from connector.store.types import Store
+from connector.sync.pipeline import MailboxSync
 from providers.maildir import MaildirInboundProvider, deliver_to_maildir
 from tests.conftest import maildir_mailbox
 

@@ -2,49 +2,31 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from connector.metrics import ConnectorMetrics
+from connector.runtime.lease_metrics import LeaseMetrics
 from connector.status import StatusBoard
 from tests.deploy.conftest import CHART
 
 DASHBOARD = CHART / "dashboards" / "iwd-email-connector.json"
-# The one place for metrics the dashboard may name before the code exports them: issue 13's lease
-# metrics, tolerated only while connector.runtime.lease_metrics does not exist. Once it does, they
-# are checked like every other name. Remove this set when issue 13 is merged.
-AWAITING_ISSUE_13 = frozenset(
-    {
-        "iwd_email_leases_held",
-        "iwd_email_lease_takeovers_total",
-        "iwd_email_leases_lost_total",
-        "iwd_email_fenced_writes_refused_total",
-    }
-)
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
 
 
-def exported_names() -> tuple[set[str], bool]:
-    """Every series name the daemon's registry can expose, and whether the lease metrics are in it."""
+def exported_names() -> set[str]:
+    """Every series name the daemon's registries can expose (its metrics and the lease metrics)."""
     registry: CollectorRegistry = ConnectorMetrics(StatusBoard()).registry
-    try:
-        lease_metrics: Any = importlib.import_module("connector.runtime.lease_metrics")
-    except ImportError:
-        leases = False
-    else:
-        lease_metrics.LeaseMetrics(registry)
-        leases = True
+    LeaseMetrics(registry)
     names: set[str] = set()
     for family in registry.collect():
         if family.type not in SUFFIXES:  # a counter or histogram has only its suffixed series
             names.add(family.name)
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ()))
         names.update(sample.name for sample in family.samples)
-    return names, leases
+    return names
 
 
 def queries() -> list[str]:
@@ -56,8 +38,7 @@ def queries() -> list[str]:
 
 def test_every_dashboard_query_uses_an_exported_metric() -> None:
     """Each metric a panel or variable queries is one ConnectorMetrics (and the lease metrics) export."""
-    exported, leases = exported_names()
-    allowed = exported if leases else exported | AWAITING_ISSUE_13
+    allowed = exported_names()
     used = {name for expr in queries() for name in re.findall(r"\biwd_email_[a-z_]+\b", expr)}
     assert used, "no query names a metric"
     assert used - allowed == set()

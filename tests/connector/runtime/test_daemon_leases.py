@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from connector.daemon import Daemon
 from connector.iwd import IWDClient
 from connector.models import FetchResult
+from connector.runtime.daemon import Daemon
 from connector.runtime.identity import ReplicaIdentity
 from connector.runtime.wiring import attach_leases
 from connector.sandbox import SandboxIWD

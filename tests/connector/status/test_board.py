@@ -18,7 +18,7 @@ from connector.errors import (
     Throttled,
 )
 from connector.iwd.profile import MailboxStatus as WireStatus
-from connector.peer_calls import observe_iwd, watched
+from connector.runtime.peer_calls import observe_iwd, watched
 from connector.status import MailboxState, Peer, StatusBoard, state_for
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

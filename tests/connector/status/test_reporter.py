@@ -10,7 +10,7 @@ import pytest
 
 from connector.config import StatusSettings
 from connector.iwd import IWDClient
-from connector.reporter import StatusReporter
+from connector.runtime.reporter import StatusReporter
 from connector.sandbox import SandboxControl, control_of, create_app
 from connector.status import StatusBoard
 from tests.conftest import maildir_mailbox

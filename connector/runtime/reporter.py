@@ -20,10 +20,10 @@ from connector.config import MailboxSettings, StatusSettings, public_view
 from connector.errors import ConnectorError
 from connector.iwd.client import IWDClient
 from connector.metrics import ConnectorMetrics
-from connector.services import BackgroundLoop
+from connector.runtime.services import BackgroundLoop
 from connector.status import StatusBoard
 
-log = structlog.get_logger("connector.reporter")
+log = structlog.get_logger("connector.runtime.reporter")
 
 MAX_BACKOFF_SECONDS = 10.0
 STOP_FLUSH_SECONDS = 2.0

@@ -1,7 +1,7 @@
 """One mailbox's sync cycle: fetch → convert → upload attachments → create item → commit → post-action.
 
-The order of steps, and why it loses and duplicates nothing, is in `connector/delivery.py`; what
-happens to one fetched batch once converted is in `connector/batch_delivery.py`.
+The order of steps, and why it loses and duplicates nothing, is in `connector/sync/delivery.py`; what
+happens to one fetched batch once converted is in `connector/sync/batch_delivery.py`.
 This module imports no concrete provider: it sees only `providers.base.InboundProvider`.
 """
 
@@ -13,15 +13,15 @@ from datetime import datetime
 
 import structlog
 
-from connector.batch_delivery import HANDLED, BatchDelivery, Outcome, Work
 from connector.config import MailboxSettings
 from connector.convert import convert, unparseable_item
-from connector.cycle import CycleReport, OnDelivered, SyncEvents, cycle_summary, utcnow
 from connector.errors import MessageError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient
 from connector.models import EmailItem, RawMessage, is_stand_in_message_id
 from connector.store.types import LedgerState, QuarantineEntry, Store
+from connector.sync.batch_delivery import HANDLED, BatchDelivery, Outcome, Work
+from connector.sync.cycle import CycleReport, OnDelivered, SyncEvents, cycle_summary, utcnow
 from providers.base import InboundProvider
 
 __all__ = ["CycleReport", "MailboxSync", "OnDelivered", "SyncEvents", "cycle_summary"]
@@ -29,7 +29,7 @@ __all__ = ["CycleReport", "MailboxSync", "OnDelivered", "SyncEvents", "cycle_sum
 FETCH_LIMIT = 200
 CONVERT_IN_THREAD_BYTES = 256 * 1024
 
-log = structlog.get_logger("connector.pipeline")
+log = structlog.get_logger("connector.sync.pipeline")
 
 
 class MailboxSync:

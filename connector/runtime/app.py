@@ -15,22 +15,22 @@ from connector.api.admin import admin_routes
 from connector.api.app import RouteGroup
 from connector.api.console import ActivityWatcher, console_routes
 from connector.config import ConnectorSettings, MailboxSettings
-from connector.daemon import Daemon
 from connector.errors import ConnectorError
 from connector.iwd.client import IWDClient
 from connector.logs import SecretRedactor
 from connector.outbox.api import reply_routes
 from connector.outbox.wiring import attach_outbox
-from connector.peer_calls import observe_activity, observe_all, observe_iwd
-from connector.reload import ConfigReloader
-from connector.reporter import StatusReporter
+from connector.runtime.daemon import Daemon
 from connector.runtime.identity import replica_identity
+from connector.runtime.peer_calls import observe_activity, observe_all, observe_iwd
+from connector.runtime.reload import ConfigReloader
+from connector.runtime.reporter import StatusReporter
+from connector.runtime.services import OneShot
+from connector.runtime.watchdog import Watchdog
 from connector.runtime.wiring import attach_leases
-from connector.services import OneShot
 from connector.status import StatusBoard
 from connector.store import open_store
 from connector.store.types import Store
-from connector.watchdog import Watchdog
 from providers.base import Checkable
 from providers.registry import build_inbound
 

@@ -23,12 +23,12 @@ from connector.activity import Delivery
 from connector.config import MailboxSettings
 from connector.errors import ConnectorError, LeaseLost
 from connector.metrics import ConnectorMetrics
-from connector.peer_calls import PUSH_PROBE_SECONDS, watched
-from connector.pipeline import CycleReport, MailboxSync, cycle_summary
+from connector.runtime.peer_calls import PUSH_PROBE_SECONDS, watched
 from connector.status import MailboxState, Peer, StatusBoard, error_code, peer_of
+from connector.sync.pipeline import CycleReport, MailboxSync, cycle_summary
 from providers.base import InboundProvider, PushCapable
 
-log = structlog.get_logger("connector.daemon")
+log = structlog.get_logger("connector.runtime.daemon")
 
 PUSH_RETRY_SECONDS = 5.0
 MAX_IDLE_SECONDS = 540.0  # re-issue IDLE well before servers' 10-30 minute limits

@@ -2,7 +2,7 @@
 and a clean stop that lets the current message finish and commit.
 
 A slow or failing mailbox never delays the others: each has its own job (which only starts a
-cycle in the mailbox's runner, see `connector.runner`) and its own lock; a global semaphore bounds
+cycle in the mailbox's runner, see `connector.runtime.runner`) and its own lock; a global semaphore bounds
 how many cycles run at once. Mailboxes can be added, changed and removed while running (hot
 reload): a removed or changed mailbox's job stops taking new cycles and its in-flight cycle
 finishes and commits before its connection closes.
@@ -24,21 +24,21 @@ from connector.errors import ConnectorError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient
 from connector.metrics import ConnectorMetrics
-from connector.pipeline import CycleReport, MailboxSync, OnDelivered
-from connector.runner import (
+from connector.runtime.runner import (
     STOP_GRACE_SECONDS,
     MailboxRunner,
     ProviderFactory,
 )
-from connector.services import Service
+from connector.runtime.services import Service
 from connector.status import MailboxState, StatusBoard
 from connector.store.fence import Fence
 from connector.store.types import Store
+from connector.sync.pipeline import CycleReport, MailboxSync, OnDelivered
 
 if TYPE_CHECKING:
     from connector.runtime.leases import LeaseManager
 
-log = structlog.get_logger("connector.daemon")
+log = structlog.get_logger("connector.runtime.daemon")
 
 __all__ = ["Daemon", "MailboxRunner", "ProviderFactory"]
 

@@ -1,7 +1,7 @@
 """One fetched batch on its way into IWD: intents → creation → commit with the cursor → post-actions.
 
 Each step is one store transaction or one call for the whole batch; the rules that make this
-lose and duplicate nothing, message by message, are in `connector/delivery.py`.
+lose and duplicate nothing, message by message, are in `connector/sync/delivery.py`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from connector import delivery
 from connector.activity import Delivery
 from connector.config import MailboxSettings
-from connector.cycle import CycleReport, OnDelivered, SyncEvents
 from connector.errors import ConnectorError, IWDRejected, MessageError, ProviderError
 from connector.faults import CrashPoints
 from connector.iwd.client import IWDClient, is_payload_fault
@@ -26,6 +24,8 @@ from connector.iwd.profile import attachment_idempotency_key, build_email_payloa
 from connector.models import EmailItem, PostAction, PostActionKind, RawMessage
 from connector.store.fence import Fenced
 from connector.store.types import LedgerEntry, LedgerState, QuarantineEntry, Store
+from connector.sync import delivery
+from connector.sync.cycle import CycleReport, OnDelivered, SyncEvents
 from providers.base import BatchPostActions, InboundProvider
 
 DELIVERY_CONCURRENCY = 4  # attachment uploads in flight per mailbox; item creation is one call per batch

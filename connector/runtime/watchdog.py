@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from connector.config import StatusSettings
-from connector.services import BackgroundLoop
+from connector.runtime.services import BackgroundLoop
 
 if TYPE_CHECKING:
-    from connector.daemon import Daemon
+    from connector.runtime.daemon import Daemon
 
-log = structlog.get_logger("connector.watchdog")
+log = structlog.get_logger("connector.runtime.watchdog")
 
 
 class Watchdog:

@@ -20,12 +20,12 @@ from connector.config import ConnectorSettings, load_config
 from connector.errors import ConnectorError
 from connector.logs import SecretRedactor, secret_values
 from connector.remote_config import settings_with_iwd_mailboxes
-from connector.services import BackgroundLoop
+from connector.runtime.services import BackgroundLoop
 
 if TYPE_CHECKING:
-    from connector.daemon import Daemon
+    from connector.runtime.daemon import Daemon
 
-log = structlog.get_logger("connector.reload")
+log = structlog.get_logger("connector.runtime.reload")
 
 
 def _stamp(path: Path) -> tuple[float, int] | None:
