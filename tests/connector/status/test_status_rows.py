@@ -21,7 +21,7 @@ def rows(cache: _RowCache, ctx: SimpleNamespace) -> dict[str, dict[str, object]]
 
 
 def test_a_changed_field_a_pause_and_a_field_added_later_each_show_in_the_next_document() -> None:
-    """A failure, a pause and an attribute another module adds (e.g. a lease owner) are never hidden
+    """A failure, a pause and an attribute another module adds (a field a later change adds) are never hidden
     by the cached row; an unchanged mailbox keeps its cached text."""
     board = StatusBoard()
     now = datetime.now(UTC)
@@ -37,10 +37,22 @@ def test_a_changed_field_a_pause_and_a_field_added_later_each_show_in_the_next_d
     assert rows(cache, ctx)["a"]["paused"] is True
     assert cache.rows["b"][1] is cached_b
     status = board.get("b")
-    status.owner = "replica-2"  # type: ignore[attr-defined]
+    status.added_later = "value"  # type: ignore[attr-defined]
     original = type(status).to_admin_json
     try:
-        type(status).to_admin_json = lambda s: original(s) | {"owner": getattr(s, "owner", None)}  # type: ignore[method-assign]
-        assert rows(cache, ctx)["b"]["owner"] == "replica-2"
+        type(status).to_admin_json = lambda s: original(s) | {"addedLater": getattr(s, "added_later", None)}  # type: ignore[method-assign]
+        assert rows(cache, ctx)["b"]["addedLater"] == "value"
     finally:
         type(status).to_admin_json = original  # type: ignore[method-assign]
+
+
+def test_one_process_rows_name_this_replica_as_the_owner_of_what_it_runs() -> None:
+    """Without leases the cached rows carry this process's replica id for the mailboxes it runs."""
+    board = StatusBoard()
+    for box in ("a", "b"):
+        board.inbound_succeeded(box, datetime.now(UTC), 0)
+    ctx = context(board, ["a", "b"])
+    del ctx.daemon.runners["b"]
+    found = {m["mailboxId"]: m for m in json.loads(_RowCache().document(ctx, "host-1"))["mailboxes"]}  # type: ignore[arg-type]
+    assert (found["a"]["owner"], found["a"]["leaseExpiresAt"]) == ("host-1", None)
+    assert found["b"]["owner"] is None
