@@ -89,7 +89,21 @@ def text_message(i: int) -> bytes:
     ).encode()
 
 
-SHAPES: dict[str, Callable[[int], bytes]] = {"mixed": mixed_message, "text": text_message}
+def small_message(i: int) -> bytes:
+    """The IMAP ingest benchmark's 254-byte message (the 10,000-message ingest and IDLE arrivals)."""
+    return (
+        f"From: Customer {i} <c{i}@example.test>\r\nTo: support@example.test\r\nSubject: Message {i}\r\n"
+        f"Message-ID: <m{i}.{i:08x}@example.test>\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello number {i}.\r\n"
+    ).encode()
+
+
+SHAPES: dict[str, Callable[[int], bytes]] = {
+    "mixed": mixed_message,
+    "text": text_message,
+    "small": small_message,
+}
+LARGE_MIB = 52
 
 
 def use_code(code: Path | None) -> None:
@@ -112,6 +126,9 @@ def child(args: argparse.Namespace) -> None:
     use_code(args.code)
     from connector.convert import convert
 
+    if args.rss:
+        print(json.dumps(peak_rss(convert, args.rss)))
+        return
     make = SHAPES[args.shape]
     convert(make(-1))  # warm-up: imports, langdetect's profiles
     digest = hashlib.sha256()
@@ -126,6 +143,24 @@ def child(args: argparse.Namespace) -> None:
     if args.pool:
         result.update(pool_figures(args.shape, args.messages, convert))
     print(json.dumps(result))
+
+
+def high_water_bytes() -> int:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent's fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def peak_rss(convert: Callable[[bytes], Any], path: Path) -> dict[str, float]:
+    """Peak RSS of this whole process while converting one large message, as a multiple of its size.
+    The message is read from a file, so building it leaves no high-water mark of its own."""
+    raw = path.read_bytes()
+    before = high_water_bytes()
+    convert(raw)
+    peak = high_water_bytes()
+    return {"size": len(raw), "before": before / len(raw), "peak": peak / len(raw)}
 
 
 def pool_figures(shape: str, n: int, convert: Callable[[bytes], Any]) -> dict[str, float]:
@@ -163,8 +198,12 @@ def base_checkout(ref: str, into: Path) -> Path:
     return into
 
 
-def run_child(code: Path | None, shape: str, n: int, pool: bool = False) -> dict[str, Any]:
+def run_child(
+    code: Path | None, shape: str, n: int, pool: bool = False, rss: Path | None = None
+) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", "--shape", shape, "--messages", str(n)]
+    if rss is not None:
+        command += ["--rss", str(rss)]
     if code is not None:
         command += ["--code", str(code)]
     if pool:
@@ -190,6 +229,7 @@ def main() -> None:
     parser.add_argument("--pool", action="store_true", help="also measure a pool of 2 worker processes")
     parser.add_argument("--no-append", action="store_true", help="do not write docs/benchmarks.md")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rss", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -216,6 +256,18 @@ def main() -> None:
             same = "yes" if all(a == b for a, b in digests) else "NO"
             ratio = statistics.median(ours) / statistics.median(theirs)
             rows.append(f"| {shape} | {span(theirs)} ms | {span(ours)} ms | {ratio:.2f}× | {same} |")
+        rss_rows: list[str] = []
+        large = Path(tmp) / "large.eml"
+        from bench.convert_bench import big_message
+
+        large.write_bytes(big_message(LARGE_MIB * 1024 * 1024))
+        for _ in range(args.rounds):
+            for name, code in ((label, base), ("ours", None)):
+                figures = run_child(code, "mixed", n, rss=large)
+                rss_rows.append(
+                    f"| {name} | {figures['size'] / 2**20:.1f} MiB | {figures['before']:.2f}× | "
+                    f"{figures['peak']:.2f}× |"
+                )
         pool_rows: list[str] = []
         if args.pool:
             for shape in [args.shape] if args.shape else sorted(SHAPES):
@@ -228,6 +280,11 @@ def main() -> None:
         f"| shape | {label}: CPU per message, min / median | ours | ours / {label} (medians) | same items |\n"
         "|---|---|---|---|---|\n" + "\n".join(rows)
     )
+    rss_table = (
+        "| converter (round by round) | message | process RSS before convert | peak RSS (target <= 3x) |\n"
+        "|---|---|---|---|\n" + "\n".join(rss_rows)
+    )
+    table += "\n\n" + rss_table
     print(table)
     if pool_rows:
         pool_table = (
