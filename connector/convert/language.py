@@ -38,5 +38,12 @@ def detect_language(text: str) -> str | None:
 
 
 def _own_words(text: str, prefix_chars: int) -> str:
-    """Up to `_SAMPLE_CHARS` of a prefix, without quoted lines and links (bounded work)."""
-    return _URL.sub(" ", _QUOTE.sub("", text[:prefix_chars]))[:_SAMPLE_CHARS]
+    """Up to `_SAMPLE_CHARS` of a prefix, without quoted lines and links (bounded work). Each
+    pattern tries every position (~0.1 ms per 1,000 characters), so it runs only where the
+    characters it needs occur."""
+    head = text[:prefix_chars]
+    if ">" in head:
+        head = _QUOTE.sub("", head)
+    if "@" in head or "://" in head or "www." in head or "mailto:" in head:
+        head = _URL.sub(" ", head)
+    return head[:_SAMPLE_CHARS]
