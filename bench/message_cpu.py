@@ -298,7 +298,7 @@ def main() -> None:
 
         stamp = time.strftime("%Y-%m-%d %H:%M")
         block = (
-            f"### {stamp} — {n} messages of 200 KB per figure, {args.rounds} rounds, ours against {label}, "
+            f"### {stamp} — {n} messages per figure, {args.rounds} rounds, ours against {label}, "
             f"{platform.python_implementation()} {platform.python_version()}, "
             f"{os.cpu_count()} shared cores\n\n"
             f"{table}\n\n"
