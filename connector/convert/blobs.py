@@ -14,6 +14,7 @@ import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import Message
 
 # Every byte of the base64 alphabet (and line ends) becomes "a", every other byte ".": a run of
 # base64 lines is then a run of "a" that `bytes.find` locates in C, in linear time. (A regex
@@ -54,12 +55,21 @@ class Blobs:
         return _TOKEN.sub(original, data)
 
     def decode_base64(self, data: bytes) -> bytes:
-        """Base64-decode a payload that holds tokens; the cut runs decode from the original bytes."""
+        """Base64-decode a payload that holds tokens; the cut runs decode from the original bytes.
+
+        Each run holds whole 4-character groups, so the pieces decode apart exactly as the whole
+        would, as long as the text around them is whole groups too with padding only at the end.
+        Otherwise (junk, a cut group: hostile mail) the restored payload goes to the stdlib's own
+        lenient decoder, so both paths agree on what such a body holds."""
+        tokens = [m for m in _TOKEN.finditer(data) if m.group(1).decode() == self.nonce]
+        starts = [0, *(m.end() for m in tokens)]
+        ends = [*(m.start() for m in tokens), len(data)]
+        pieces = [data[a:b] for a, b in zip(starts, ends, strict=True)]
+        if not all(_whole_groups(piece, index == len(tokens)) for index, piece in enumerate(pieces)):
+            return _stdlib_base64(self.restore(data))
         out: list[bytes] = []
         pos = 0
-        for match in _TOKEN.finditer(data):
-            if match.group(1).decode() != self.nonce:
-                continue
+        for match in tokens:
             out.append(_a2b(data[pos : match.start()]))
             start, end = self.spans[int(match.group(2))]
             out.append(_a2b(memoryview(self.raw)[start:end]))
@@ -77,6 +87,8 @@ def cut_blobs(raw: bytes, nonce: str, min_bytes: int) -> tuple[bytes, Blobs | No
     """Raw bytes with base64 runs of at least `min_bytes` replaced by tokens (unchanged if none)."""
     if len(raw) < min_bytes:
         return raw, None
+    if raw.count(b"\r") != raw.count(b"\r\n"):
+        return raw, None  # a lone CR ends a line for the stdlib parser, not for the cut: leave it the mail
     spans: list[tuple[int, int]] = []
     for start, end in _runs(raw, min_bytes):
         span = _whole_lines(raw, start, end)
@@ -148,6 +160,25 @@ def _whole_lines(raw: bytes, start: int, end: int) -> tuple[int, int] | None:
             return start, end
         end = raw.rfind(b"\n", start, end - 1) + 1
     return None
+
+
+_GROUPS = re.compile(rb"[A-Za-z0-9+/\r\n]*")
+_LAST_GROUPS = re.compile(rb"[A-Za-z0-9+/\r\n]*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?[\r\n]*")
+
+
+def _whole_groups(piece: bytes, last: bool) -> bool:
+    if (_LAST_GROUPS if last else _GROUPS).fullmatch(piece) is None:
+        return False
+    return (len(piece) - piece.count(b"\r") - piece.count(b"\n")) % 4 == 0
+
+
+def _stdlib_base64(data: bytes) -> bytes:
+    """What `email` makes of a base64 body, junk and broken padding included."""
+    part = Message()
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(data.decode("ascii", "surrogateescape"))
+    decoded = part.get_payload(decode=True)
+    return decoded if isinstance(decoded, bytes) else b""
 
 
 def _a2b(data: bytes | memoryview) -> bytes:
