@@ -279,7 +279,9 @@ def main() -> None:
                 run_pipeline(server, users["pipeline_single"], base, port, n, batch=False)
             )
         results["fetchmail 6.4 → bsmtp /dev/null (plain)"] = run_fetchmail(server, users["fetchmail"], base)
-        results["getmail6 → MDA_smtp aiosmtpd sink (plain)"] = run_getmail(server, users["getmail"], base, n)
+        results["getmail6 → MDA_smtp aiosmtpd sink (plain)"] = (
+            run_getmail(server, users["getmail"], base, n) if (VENV_BIN / "getmail").exists() else None
+        )
     peer = results["fetchmail 6.4 → bsmtp /dev/null (plain)"] or 1.0  # the yardstick
     lines = []
     for name, seconds in results.items():

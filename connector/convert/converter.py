@@ -59,11 +59,12 @@ def convert(
     digest = hashlib.sha256(raw).hexdigest()
     if not raw or raw.isspace():
         raise MessageError("message is empty")
-    if header_block_size(raw) > limits.max_header_bytes:
+    header_bytes = header_block_size(raw)
+    if header_bytes > limits.max_header_bytes:
         raise MessageError(f"header block larger than {limits.max_header_bytes} bytes")
     defects: list[str] = []
     try:
-        parse_input, joined = join_bare_continuations(raw)
+        parse_input, joined = join_bare_continuations(raw, header_bytes)
         if joined:
             defects.append(
                 f"{joined} header lines folded without leading whitespace; joined to the field above"

@@ -12,6 +12,7 @@ import binascii
 import re
 from email.message import Message
 
+from connector.convert.parsing import CachedHeadersMessage
 from connector.convert.text import codec_for, decode_bytes
 
 # `[^?]*`, not `.*?`: an unterminated word must not scan to the end of the text (quadratic)
@@ -32,6 +33,8 @@ def raw_header(msg: Message, name: str) -> str | None:
 def raw_headers(msg: Message, name: str) -> list[str]:
     """All raw values of header `name`, in order, without the policy's parsing."""
     lname = name.lower()
+    if isinstance(msg, CachedHeadersMessage):
+        return list(msg.raw_values(lname))
     return [str(v) for k, v in msg.raw_items() if k.lower() == lname]
 
 
@@ -126,11 +129,14 @@ def header_block_size(raw: bytes) -> int:
 
     The earlier of a CRLF and an LF blank line wins: LF-only mail may carry CRLF pairs in its body.
     """
-    found = [idx for idx in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if idx >= 0]
+    crlf = raw.find(b"\r\n\r\n")
+    # only an LF blank line before the CRLF one can win: never scan a whole CRLF message twice
+    lf = raw.find(b"\n\n", 0, crlf + 1 if crlf >= 0 else len(raw))
+    found = [idx for idx in (crlf, lf) if idx >= 0]
     return min(found) if found else len(raw)
 
 
-def join_bare_continuations(raw: bytes) -> tuple[bytes, int]:
+def join_bare_continuations(raw: bytes, end: int | None = None) -> tuple[bytes, int]:
     """Header lines folded without leading whitespace become continuations; returns the count.
 
     Exchange folds long `X-Microsoft-*` diagnostic headers with no leading space. The stdlib ends
@@ -140,7 +146,7 @@ def join_bare_continuations(raw: bytes) -> tuple[bytes, int]:
     last header line, and from a `--boundary` line on, are left alone: those are a body that lacks
     its blank separator line.
     """
-    end = header_block_size(raw)
+    end = header_block_size(raw) if end is None else end
     lines = raw[:end].splitlines(keepends=True)
     if not lines or not _HEADER_LINE.match(lines[0]):
         return raw, 0

@@ -6,7 +6,10 @@ import re
 
 _MIN_LETTERS = 40
 _MIN_PROBABILITY = 0.8
-_SAMPLE_CHARS = 5000
+# langdetect costs ~1.4 ms per 1,000 characters plus ~1.2 ms of sampling trials; 1,000 characters
+# of the sender's own words (quotes and links removed) decide as well as 5,000 (tested on the corpus
+# and on long texts) at a third of the cost
+_SAMPLE_CHARS = 1000
 # patterns stay linear on hostile text: quotes anchored to one line, addresses to word starts
 _QUOTE = re.compile(r"^[ \t]*>.*$", re.MULTILINE)
 _URL = re.compile(r"(https?://|mailto:|www\.)\S+|(?<!\S)\S+@\S+")
@@ -14,8 +17,9 @@ _URL = re.compile(r"(https?://|mailto:|www\.)\S+|(?<!\S)\S+@\S+")
 
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code (langdetect's, e.g. "en", "de", "zh-cn"), or None when short or unsure."""
-    head = text[: _SAMPLE_CHARS * 4]  # bounded work: quotes and links are removed from a prefix only
-    sample = _URL.sub(" ", _QUOTE.sub("", head))[:_SAMPLE_CHARS]
+    sample = _own_words(text, _SAMPLE_CHARS * 4)
+    if len(sample) < _SAMPLE_CHARS and len(text) > _SAMPLE_CHARS * 4:
+        sample = _own_words(text, _SAMPLE_CHARS * 20)  # a long quote or link list first: look further
     # an ideograph carries about as much as a short word, so CJK text counts three per character
     weight = sum((3 if ord(ch) >= 0x2E80 else 1) for ch in sample if ch.isalpha())
     if weight < _MIN_LETTERS:
@@ -31,3 +35,15 @@ def detect_language(text: str) -> str | None:
     if not candidates or candidates[0].prob < _MIN_PROBABILITY:
         return None
     return str(candidates[0].lang)
+
+
+def _own_words(text: str, prefix_chars: int) -> str:
+    """Up to `_SAMPLE_CHARS` of a prefix, without quoted lines and links (bounded work). Each
+    pattern tries every position (~0.1 ms per 1,000 characters), so it runs only where the
+    characters it needs occur."""
+    head = text[:prefix_chars]
+    if ">" in head:
+        head = _QUOTE.sub("", head)
+    if "@" in head or "://" in head or "www." in head or "mailto:" in head:
+        head = _URL.sub(" ", head)
+    return head[:_SAMPLE_CHARS]

@@ -19,7 +19,7 @@ class Limits:
     max_attachments: int = 500  # attachments kept; more are dropped with a defect
     max_html_chars: int = 4 * 1024 * 1024  # HTML beyond this is not sanitized (kept as text only)
     max_tnef_bytes: int = 64 * 1024 * 1024  # winmail.dat larger than this is kept as is
-    min_blob_bytes: int = 512 * 1024  # base64 runs this long are decoded outside the stdlib parser
+    min_blob_bytes: int = 8 * 1024  # base64 runs this long are decoded outside the stdlib parser
 
 
 DEFAULT_LIMITS = Limits()

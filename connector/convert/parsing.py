@@ -1,8 +1,9 @@
 """The stdlib parser set up for conversion: `policy.default`, with parsed headers cached.
 
 Under `policy.default` every `msg.get(name)` builds a new header object, re-running the header
-grammar (Content-Type is read about eight times per part while walking). The converter never
-changes a parsed message, so each part keeps the objects it built, and any change clears them.
+grammar (Content-Type is read about eight times per part while walking), and every raw lookup
+walks the whole header list. The converter never changes a parsed message, so each part keeps the
+objects it built and one index of its raw values by name; any change clears both.
 """
 
 from __future__ import annotations
@@ -25,8 +26,19 @@ class CachedHeadersMessage(EmailMessage):
             cache[key] = value
         return failobj if value is _MISSING else value
 
+    def raw_values(self, name: str) -> list[str]:
+        """Every raw value of header `name` (lower case), in order; the index is built once."""
+        index: dict[str, list[str]] | None = self.__dict__.get("_raw_index")
+        if index is None:
+            index = {}
+            for key, value in self.raw_items():
+                index.setdefault(key.lower(), []).append(str(value))
+            self.__dict__["_raw_index"] = index
+        return index.get(name, [])
+
     def _forget(self) -> None:
         self.__dict__.pop("_parsed_headers", None)
+        self.__dict__.pop("_raw_index", None)
 
     def __setitem__(self, name: str, val: Any) -> None:
         self._forget()
@@ -43,6 +55,14 @@ class CachedHeadersMessage(EmailMessage):
     def replace_header(self, _name: str, _value: Any) -> None:
         self._forget()
         super().replace_header(_name, _value)
+
+    def add_header(self, _name: str, _value: str, **_params: Any) -> None:
+        self._forget()
+        super().add_header(_name, _value, **_params)
+
+    def set_boundary(self, boundary: str) -> None:
+        self._forget()
+        super().set_boundary(boundary)
 
     def set_param(self, *args: Any, **kwargs: Any) -> None:
         self._forget()

@@ -113,7 +113,8 @@ def disposition(part: Message) -> str | None:
 def payload_bytes(part: Message, defects: list[str], blobs: Blobs | None = None) -> bytes:
     """Decoded content of a leaf part (base64/QP/uuencode); raw bytes when decoding fails."""
     if blobs is not None:
-        raw = part.get_payload()
+        # the body as parsed: `get_payload()` would decode 8-bit bytes with the charset and "replace"
+        raw = vars(part).get("_payload", None)
         encoded = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
         if blobs.holds_token(encoded):
             cte = (raw_header(part, "content-transfer-encoding") or "").strip().lower()

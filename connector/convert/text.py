@@ -80,7 +80,6 @@ _FALLBACKS: dict[str, tuple[str, ...]] = {
 _SINGLE_BYTE_WESTERN = frozenset({"cp1252", "latin_1"})
 # Below this many bytes statistical detection is guesswork: a subject, a name, a one-line body.
 SHORT_TEXT_BYTES = 64
-_HIGH = re.compile(rb"[\x80-\xff]")
 _ESC_JIS = re.compile(rb"\x1b[\$\(][@BJDI]")
 
 
@@ -126,7 +125,7 @@ def decode_bytes(
     if not data:
         return ""
     codec = codec_for(label)
-    has_high = _HIGH.search(data) is not None
+    has_high = not data.isascii()
     if not has_high and codec not in ("utf-7", "utf-16", "utf-32", "utf-16-le", "utf-16-be"):
         if codec is None and _ESC_JIS.search(data):
             return _first_strict(data, ("iso2022_jp_ext", "iso2022_jp_2004", "iso2022_jp_2")) or data.decode(

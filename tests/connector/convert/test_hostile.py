@@ -190,3 +190,16 @@ def test_boundary_right_after_the_header_block_is_not_joined_to_a_header() -> No
     assert item.text_body == "first part\n"
     assert [(a.filename, a.data) for a in item.attachments] == [("x.bin", b"xyz")]
     assert not any("joined" in d for d in item.defects)
+
+
+def test_base64_run_just_below_the_cut_size_is_scanned_in_linear_time() -> None:
+    """A base64 run shorter than `min_blob_bytes` in a larger message costs one pass, not one per byte."""
+    import base64
+
+    run = base64.encodebytes(bytes(range(256)) * 800).replace(b"\n", b"\r\n")  # ~280 KB
+    raw = (
+        b"From: a@example.com\r\nSubject: s\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + run + b"--\r\n" + b"tail. " * 100_000
+    )
+    item = timed(lambda: convert(raw, limits=Limits(min_blob_bytes=512 * 1024)))  # a regex scan: ~70 s
+    assert item.attachments[0].data == bytes(range(256)) * 800

@@ -23,3 +23,17 @@ def test_changing_a_header_is_seen_on_the_next_read() -> None:
     del message["X-Nothing"]
     message["X-New"] = "yes"
     assert (message["Subject"], message.get_content_charset(), message["X-New"]) == ("two", "utf-8", "yes")
+
+
+def test_raw_values_are_indexed_once_and_follow_changes() -> None:
+    """Raw lookups read one index of the header block; any change to the headers rebuilds it."""
+    from connector.convert.headers import raw_headers
+
+    message = parse_bytes(b"Received: a\r\nSubject: one\r\nreceived: b\r\n\r\nbody\r\n")
+    assert raw_headers(message, "RECEIVED") == ["a", "b"]
+    assert message.raw_values("received") is message.raw_values("received")
+    message.add_header("Received", "c")
+    message.replace_header("Subject", "two")
+    assert raw_headers(message, "received") == ["a", "b", "c"]
+    assert raw_headers(message, "subject") == ["two"]
+    assert raw_headers(message, "x-missing") == []
