@@ -225,18 +225,7 @@ class SqlOutbox:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        async with self._write("outbox_claim_due", owner=self.owner) as conn:
-            ids = [str(i) for i in (await conn.scalars(pick)).all()]
-            if not ids:
-                return []
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(ids))
-                .values(claim_owner=self.owner, claim_expires_at=self._now(self.claim_ttl_seconds))
-            )
-            rows = await conn.execute(select(outbox).where(outbox.c.id.in_(ids)))
-            found = {r.id: outbox_entry(r) for r in rows}
-        return [found[i] for i in ids if i in found]
+        return await self._claim("outbox_claim_due", pick)
 
     async def outbox_claim_stranded(self, *, everything: bool = False) -> list[OutboxEntry]:
         """Claims replies left `sending` by a replica that is gone: its claim lapsed and it has no
@@ -252,8 +241,12 @@ class SqlOutbox:
                 or_(outbox.c.claim_owner.is_(None), outbox.c.claim_owner.not_in(live)),
             )
         query = query.order_by(outbox.c.updated_at).with_for_update(skip_locked=True)
-        async with self._write("outbox_claim_stranded", owner=self.owner) as conn:
-            ids = [str(i) for i in (await conn.scalars(query)).all()]
+        return await self._claim("outbox_claim_stranded", query)
+
+    async def _claim(self, operation: str, pick: Any) -> list[OutboxEntry]:
+        """Claims the rows `pick` selects (locked, SKIP LOCKED) for this replica, in `pick`'s order."""
+        async with self._write(operation, owner=self.owner) as conn:
+            ids = [str(i) for i in (await conn.scalars(pick)).all()]
             if not ids:
                 return []
             await conn.execute(
@@ -262,7 +255,8 @@ class SqlOutbox:
                 .values(claim_owner=self.owner, claim_expires_at=self._now(self.claim_ttl_seconds))
             )
             rows = await conn.execute(select(outbox).where(outbox.c.id.in_(ids)))
-            return [outbox_entry(r) for r in rows]
+            found = {r.id: outbox_entry(r) for r in rows}
+        return [found[i] for i in ids if i in found]
 
     async def outbox_renew_claims(self) -> int:
         """Keeps this replica's live claims alive (one statement, however many it holds)."""

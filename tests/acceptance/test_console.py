@@ -21,7 +21,7 @@ from connector.store.types import Store
 from tests.acceptance.browser import CHROMIUM, Browser
 from tests.acceptance.status_rig import Running, running, settings_for, wait_for
 from tests.connector.outbox.smtp_peer import PASSWORD, USER, Rules, SmtpPeer
-from tests.peers.dovecot import Dovecot, sample_message
+from tests.peers.dovecot import Dovecot, imap_mailbox_config, sample_message
 from tests.peers.sandbox import real_client
 
 OUTPUT = Path(__file__).resolve().parents[1] / "output"
@@ -39,22 +39,13 @@ def dovecot() -> Iterator[Dovecot]:
 
 
 def imap_box(dovecot: Dovecot, user: str, password: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": "support",
-        "address": "support@example.test",
-        "provider": "imap",
-        "poll_interval_seconds": 1,
-        "imap": {
-            "host": "127.0.0.1",
-            "port": dovecot.tls_port,
-            "security": "tls",
-            "username": user,
-            "password": password,
-            "ca_file": dovecot.ca_file,
-            "timeout_seconds": 3,
-        },
-        **extra,
-    }
+    return imap_mailbox_config(
+        dovecot,
+        (user, password),
+        mailbox_id="support",
+        mailbox={"poll_interval_seconds": 1, **extra},
+        timeout_seconds=3,
+    )
 
 
 def http_with_token() -> dict[str, Any]:

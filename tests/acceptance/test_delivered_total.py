@@ -11,7 +11,7 @@ import pytest
 from connector.sandbox import SandboxIWD
 from connector.store.types import Store
 from tests.acceptance.status_rig import running, settings_for, wait_for
-from tests.peers.dovecot import Dovecot, sample_message
+from tests.peers.dovecot import Dovecot, imap_mailbox_config, sample_message
 from tests.peers.sandbox import real_client
 
 MESSAGES = 6
@@ -25,22 +25,14 @@ def dovecot() -> Iterator[Dovecot]:
 
 
 def poll_box(dovecot: Dovecot, user: str, password: str) -> dict[str, Any]:
-    return {
-        "id": BOX,
-        "address": "support@example.test",
-        "provider": "imap",
-        "poll_interval_seconds": 1,
-        "imap": {
-            "host": "127.0.0.1",
-            "port": dovecot.tls_port,
-            "security": "tls",
-            "username": user,
-            "password": password,
-            "ca_file": dovecot.ca_file,
-            "timeout_seconds": 5,
-            "idle": False,
-        },
-    }
+    return imap_mailbox_config(
+        dovecot,
+        (user, password),
+        mailbox_id=BOX,
+        mailbox={"poll_interval_seconds": 1},
+        timeout_seconds=5,
+        idle=False,
+    )
 
 
 async def _true(value: bool) -> bool:

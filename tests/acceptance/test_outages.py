@@ -32,7 +32,7 @@ from tests.acceptance.status_rig import (
     wait_for,
 )
 from tests.mailfactory import make_message
-from tests.peers.dovecot import Dovecot, sample_message
+from tests.peers.dovecot import Dovecot, imap_mailbox_config, sample_message
 from tests.peers.sandbox import real_client
 
 BOUND_SECONDS = 5.0  # issue #12: degraded within 5 s of the first failed call, ok within 5 s of recovery
@@ -200,22 +200,15 @@ def dovecot() -> Iterator[Dovecot]:
 
 
 def idle_box(dovecot: Dovecot, user: str, password: str, mailbox_id: str) -> dict[str, Any]:
-    return {
-        "id": mailbox_id,
-        "address": "support@example.test",
-        "provider": "imap",
-        "poll_interval_seconds": 60,  # only IDLE can tell: the interval job stays out of it
-        "imap": {
-            "host": "127.0.0.1",
-            "port": dovecot.tls_port,
-            "security": "tls",
-            "username": user,
-            "password": password,
-            "ca_file": dovecot.ca_file,
-            "timeout_seconds": 5,
-            "idle": True,
-        },
-    }
+    # a 60 s interval: only IDLE can tell, the interval job stays out of it
+    return imap_mailbox_config(
+        dovecot,
+        (user, password),
+        mailbox_id=mailbox_id,
+        mailbox={"poll_interval_seconds": 60},
+        timeout_seconds=5,
+        idle=True,
+    )
 
 
 async def _pushed_delivery(rig: Running, dovecot: Dovecot, user: str, mailbox_id: str) -> None:

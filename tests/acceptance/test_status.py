@@ -19,7 +19,7 @@ from providers.base import InboundProvider
 from providers.maildir import MaildirInboundProvider, deliver_to_maildir
 from tests.acceptance.status_rig import iwd_mailbox, iwd_state, maildir_box, running, settings_for, wait_for
 from tests.mailfactory import make_message
-from tests.peers.dovecot import Dovecot, sample_message
+from tests.peers.dovecot import Dovecot, imap_mailbox_config, sample_message
 from tests.peers.sandbox import real_client
 
 
@@ -30,22 +30,14 @@ def dovecot() -> Iterator[Dovecot]:
 
 
 def imap_box(dovecot: Dovecot, user: str, password: str, mailbox_id: str = "imap-box") -> dict[str, Any]:
-    return {
-        "id": mailbox_id,
-        "address": "support@example.test",
-        "provider": "imap",
-        "poll_interval_seconds": 1,
-        "imap": {
-            "host": "127.0.0.1",
-            "port": dovecot.tls_port,
-            "security": "tls",
-            "username": user,
-            "password": password,
-            "ca_file": dovecot.ca_file,
-            "timeout_seconds": 5,
-            "idle": False,
-        },
-    }
+    return imap_mailbox_config(
+        dovecot,
+        (user, password),
+        mailbox_id=mailbox_id,
+        mailbox={"poll_interval_seconds": 1},
+        timeout_seconds=5,
+        idle=False,
+    )
 
 
 async def test_wrong_password_is_auth_required_in_iwd(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,7 +16,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 import connector.store.lease_tables  # registers the lease tables on the metadata (as the next line does)
 import connector.store.outbox_tables  # noqa: F401 - registers the outbox tables on the metadata
@@ -28,8 +26,8 @@ from connector.store.engine import WRITE_OPTION, create_engine, parse_url
 from connector.store.migration import head_revision
 from connector.store.sql import SqlStore
 from connector.store.tables import metadata, quarantine
+from tests.peers.postgres import PG_HOST, fresh_database
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
 LATER_REVISION = """
 import sqlalchemy as sa
 from alembic import op
@@ -52,34 +50,14 @@ def downgrade():
 NON_UTF8 = b"Subject: caf\xe9\r\n\r\n\xff\xfe\x00\x80 body \xc3\x28\r\n"
 
 
-def _postgres_listening() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A URL to an empty database: a SQLite file, or a PostgreSQL database made for this test."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/sub/dir/store.db"
         return
-    if not _postgres_listening():
-        pytest.skip(f"nothing listens on {PG_HOST}:{PG_PORT}; PostgreSQL store tests need a server")
-    name = f"test_store_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(
-        f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test", isolation_level="AUTOCOMMIT"
-    )
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with fresh_database("test_store") as url:
+        yield url
 
 
 @pytest.fixture

@@ -503,16 +503,18 @@ def running_dovecot(*, oauth: bool = False) -> Iterator[Dovecot]:
         yield server
 
 
-def imap_mailbox(
+def imap_mailbox_config(
     dovecot: Dovecot,
     user: tuple[str, str | None],
     folders: list[str] | None = None,
     *,
     mailbox_id: str = "box1",
+    mailbox: dict[str, Any] | None = None,
     **imap: Any,
-) -> MailboxSettings:
-    """Settings for a mailbox on this Dovecot over implicit TLS; `imap` overrides the imap block,
-    and `max_message_bytes` / `post_action` go to the mailbox."""
+) -> dict[str, Any]:
+    """A mailbox on this Dovecot over implicit TLS, as the configuration file writes it; `imap`
+    overrides the imap block, `mailbox` adds mailbox-level keys (poll_interval_seconds...), and
+    `max_message_bytes` / `post_action` go to the mailbox too."""
     block: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": dovecot.tls_port,
@@ -524,13 +526,26 @@ def imap_mailbox(
     }
     extra = {k: imap.pop(k) for k in ("max_message_bytes", "post_action") if k in imap}
     block.update(imap)
+    return {
+        "id": mailbox_id,
+        "address": "support@example.test",
+        "provider": "imap",
+        "imap": block,
+        "folders": folders or ["INBOX"],
+        **extra,
+        **(mailbox or {}),
+    }
+
+
+def imap_mailbox(
+    dovecot: Dovecot,
+    user: tuple[str, str | None],
+    folders: list[str] | None = None,
+    *,
+    mailbox_id: str = "box1",
+    **imap: Any,
+) -> MailboxSettings:
+    """`imap_mailbox_config`, validated: for tests that build providers directly."""
     return MailboxSettings.model_validate(
-        {
-            "id": mailbox_id,
-            "address": "support@example.test",
-            "provider": "imap",
-            "imap": block,
-            "folders": folders or ["INBOX"],
-            **extra,
-        }
+        imap_mailbox_config(dovecot, user, folders, mailbox_id=mailbox_id, **imap)
     )

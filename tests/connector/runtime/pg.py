@@ -3,34 +3,20 @@ without sleeping: the database's clock is the only one leases obey, so tests mov
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from connector.store.sql import SqlStore
-from tests.connector.test_store import PG_HOST, PG_PORT, _postgres_listening
+from tests.peers.postgres import fresh_database
 
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A URL to an empty PostgreSQL database made for this test."""
-    if not _postgres_listening():
-        pytest.skip(f"nothing listens on {PG_HOST}:{PG_PORT}; replica tests need PostgreSQL")
-    name = f"test_replicas_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(
-        f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/test", isolation_level="AUTOCOMMIT"
-    )
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with fresh_database("test_replicas") as url:
+        yield url
 
 
 @pytest.fixture
