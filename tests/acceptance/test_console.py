@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.models import RawMessage
 from connector.sandbox import DEFAULT_API_KEY, DEFAULT_CCID, SandboxIWD
 from connector.store.types import Store
 from tests.acceptance.browser import CHROMIUM, Browser
@@ -119,17 +118,17 @@ async def test_degraded_mailbox_shows_its_cause_and_turns_ok_without_a_reload(
 async def test_quarantined_message_is_shown_downloaded_retried_and_becomes_an_item(
     dovecot: Dovecot, sandbox_iwd: SandboxIWD, store: Store
 ) -> None:
-    """A held message (as IWD's refusal leaves it) is listed with its reason; the page shows its headers,
-    its raw source downloads byte for byte, and "retry" makes it an IWD item."""
+    """IWD refuses a message's payload (400), so the daemon quarantines it; the page lists it with the
+    reason, shows its headers, its raw source downloads byte for byte, and "retry" makes it an IWD item."""
     user, password = dovecot.add_user()
     raw = sample_message(7, subject="Invoice 7 refused")
+    dovecot.deliver(user, [raw])
     box = imap_box(dovecot, user, password, poll_interval_seconds=3600)
     settings = settings_for(sandbox_iwd, [box], http=http_with_token())
+    sandbox_iwd.control.faults.set(fail_rate=1.0, fail_status=400)
     async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd) as rig:
-        polled = rig.board.get("support").inbound
-        await wait_for(lambda: _true(polled.last_success_at is not None), what="first cycle")
-        held = RawMessage(folder="INBOX", provider_id="1:7", raw=raw, size=len(raw))
-        await store.quarantine_put("support", held, "IWD rejected POST /emails with HTTP 400: bad payload")
+        await wait_for(lambda: _held(store), what="the refused message held")
+        sandbox_iwd.control.faults.reset()
         (entry,) = await store.quarantine_list("support")
         with Browser() as browser:
             await page(browser, rig, "#/quarantine")
@@ -228,6 +227,10 @@ async def test_uncertain_reply_is_resolved_from_the_replies_page(
         entry = await rig.runtime.api.extras["outbox"].outbox.outbox_get(reply)
         assert entry is not None and entry.state.value == "sent"
     assert set(smtp.by_message_id().values()) == {1}
+
+
+async def _held(store: Store) -> bool:
+    return await store.quarantine_count("support") == 1
 
 
 async def _true(value: bool) -> bool:
