@@ -134,13 +134,31 @@ class Daemon:
         self.board.set_quarantined(mailbox_id, quarantined)
 
     async def run_once(self) -> dict[str, CycleReport | None]:
-        """One cycle per mailbox, concurrently; returns each mailbox's report (None on failure)."""
-        self._build_runners()
+        """One cycle per mailbox, concurrently; returns each mailbox's report (None on failure).
+        Beside running replicas (PostgreSQL) only the mailboxes nobody holds, each under its lease."""
+        if self.leases is None:
+            self._build_runners()
+        else:
+            await self._build_leased_runners(self.leases)
         try:
             results = await asyncio.gather(*(r.poll() for r in self.runners.values()))
             return dict(zip(self.runners, results, strict=True))
         finally:
             await self._close_providers()
+            if self.leases is not None:
+                await self.leases.stop()
+
+    async def _build_leased_runners(self, leases: LeaseManager) -> None:
+        held = await leases.take_free()
+        skipped = [m for m in self.lease_candidates() if m not in held]
+        if skipped:
+            log.info("run_once_skipped", mailboxes=skipped, reason="served by a running replica")
+        for box in self.settings.mailboxes:
+            if box.id in skipped:
+                continue
+            runner = self._runner_or_status(box, held.get(box.id))
+            if runner is not None:
+                self.runners[box.id] = runner
 
     def _schedule(self, runner: MailboxRunner, delay_ms: int = 0) -> None:
         assert self.scheduler is not None
@@ -268,9 +286,9 @@ class Daemon:
 
     async def _add(self, box: MailboxSettings, fence: Fence | None = None) -> None:
         if self.leases is not None and fence is None:
-            held = self.leases.held.get(box.id)
-            if held is None:  # another replica's, or nobody's yet: the lease manager decides
-                return
+            held = self.leases.runnable(box.id)
+            if held is None:  # another replica's, nobody's yet, or being given up: the lease
+                return  # manager decides
             fence = held
         runner = self._runner_or_status(box, fence)
         await self._seed(box.id)

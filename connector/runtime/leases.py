@@ -26,7 +26,7 @@ from connector.runtime.identity import ReplicaIdentity
 from connector.runtime.lease_metrics import LeaseMetrics
 from connector.runtime.services import BackgroundLoop
 from connector.store.fence import Fence
-from connector.store.leases import SqlLeases
+from connector.store.leases import Acquired, SqlLeases
 
 log = structlog.get_logger("connector.leases")
 
@@ -84,6 +84,13 @@ class LeaseManager:
     @property
     def ttl(self) -> float:
         return self.settings.lease_ttl_seconds
+
+    def runnable(self, mailbox_id: str) -> Fence | None:
+        """The lease to start a runner under: held and not being given up (a reload in the middle
+        of a handover or a loss must not start a runner the release then leaves without a lease)."""
+        if mailbox_id in self._handovers or mailbox_id in self._drops:
+            return None
+        return self.held.get(mailbox_id)
 
     def holds(self, mailbox_id: str) -> bool:
         """True while this replica surely holds the mailbox: the lease is ours and its TTL, counted
@@ -154,18 +161,53 @@ class LeaseManager:
 
     async def _acquire(self, candidates: list[str], wanted: int) -> None:
         for got in await self.leases.acquire(self.me, candidates, wanted, self.ttl):
-            fence = Fence(got.mailbox_id, self.me, got.epoch, self.ttl)
-            self.held[got.mailbox_id] = fence
-            if got.previous_owner is not None:
-                self.metrics.takeovers.labels(got.mailbox_id).inc()
-            log.info(
-                "lease_acquired",
-                mailbox=got.mailbox_id,
-                replica=self.me,
-                epoch=got.epoch,
-                previous_owner=got.previous_owner,
-            )
-            self._start(got.mailbox_id, fence)
+            self._start(got.mailbox_id, self._won(got))
+
+    def _won(self, got: Acquired) -> Fence:
+        fence = Fence(got.mailbox_id, self.me, got.epoch, self.ttl)
+        self.held[got.mailbox_id] = fence
+        if got.previous_owner is not None:
+            self.metrics.takeovers.labels(got.mailbox_id).inc()
+        log.info(
+            "lease_acquired",
+            mailbox=got.mailbox_id,
+            replica=self.me,
+            epoch=got.epoch,
+            previous_owner=got.previous_owner,
+        )
+        return fence
+
+    # ------------------------------------------------------------------ one shot (`run --once`)
+
+    async def take_free(self) -> dict[str, Fence]:
+        """`run --once` beside running replicas: every mailbox nobody holds, none that a live
+        replica serves. No heartbeat (running replicas must not count a one-shot in their fair
+        share) and no rebalancing; the leases are only renewed until `stop()` gives them back."""
+        candidates = list(self.host.lease_candidates())
+        await self.leases.ensure(candidates)
+        started = self.clock()
+        for got in await self.leases.acquire(self.me, candidates, len(candidates), self.ttl):
+            self._won(got)
+        self._valid_until = started + self.ttl
+        self._loop.start(self._renew_only())
+        return dict(self.held)
+
+    async def _renew_only(self) -> None:
+        while not self._loop.stopping.is_set():
+            await self._loop.pause(self.settings.renew_every_seconds)
+            if self._loop.stopping.is_set():
+                return
+            started = self.clock()
+            try:
+                renewed = await asyncio.wait_for(self.leases.renew(self.me, self.ttl), self.ttl)
+            except (ConnectorError, TimeoutError) as exc:  # the fenced writes refuse what lapsed
+                log.warning("lease_round_failed", replica=self.me, error=str(exc) or "timeout")
+                continue
+            self._valid_until = started + self.ttl
+            for mailbox_id in [m for m, f in self.held.items() if renewed.get(m) != f.epoch]:
+                self.held.pop(mailbox_id, None)
+                self.metrics.lost.labels(mailbox_id).inc()
+                log.warning("lease_lost", mailbox=mailbox_id, replica=self.me, reason="not renewed")
 
     def _start(self, mailbox_id: str, fence: Fence) -> None:
         """Starts the runner beside the round, never inside it: building runners (and waiting

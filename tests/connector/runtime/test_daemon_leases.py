@@ -97,3 +97,72 @@ async def test_a_replica_waking_after_its_ttl_writes_nothing_and_stops_the_mailb
         "iwd_email_fenced_writes_refused_total", {"mailbox": "mb-1"}
     )
     assert refused is not None and refused >= 1
+
+
+async def test_run_once_beside_a_running_replica_serves_only_the_mailboxes_nobody_holds(
+    pg_store: SqlStore, sandbox_iwd: SandboxIWD, tmp_path: Path
+) -> None:
+    """`run --once` on a shared PostgreSQL: mb-1 is held by a live replica, so it is left alone; mb-2
+    (free) and mb-3 (its owner's lease lapsed) get their cycle under a lease of their own, and both
+    leases are free again when the one-shot ends."""
+    leases = SqlLeases(pg_store)
+    await leases.ensure(["mb-1", "mb-2", "mb-3"])
+    await leases.acquire("live", ["mb-1"], 1, 30)
+    await leases.acquire("dead", ["mb-3"], 1, 30)
+    await lapse(pg_store, "dead")
+    providers = {
+        box: FakeInboundProvider({"INBOX": [make_message(n, to=f"{box}@example.com") for n in range(2)]})
+        for box in ("mb-1", "mb-2", "mb-3")
+    }
+    boxes = [maildir_box(box, tmp_path / box) for box in providers]
+    settings = settings_for(sandbox_iwd, boxes, replicas={"replica_id": "once"})
+    async with IWDClient(settings.iwd) as iwd:
+        daemon = Daemon(settings, pg_store, iwd, provider_factory=lambda box: providers[box.id])
+        attach_leases(daemon, pg_store, ReplicaIdentity("once", "host-o", 1))
+        results = await daemon.run_once()
+    assert sorted(results) == ["mb-2", "mb-3"]
+    assert all(report is not None and report.delivered == 2 for report in results.values())
+    assert sandbox_iwd.control.store.count_items() == 4
+    assert providers["mb-1"].actions == []
+    assert await pg_store.get_cursor("mb-1", "INBOX") is None
+    owners = {row.mailbox_id: row.owner for row in await leases.leases()}
+    assert owners["mb-1"] == "live"
+    assert owners["mb-2"] is None and owners["mb-3"] is None
+
+
+async def test_a_reload_during_a_handover_starts_no_runner_for_the_mailbox_given_up(
+    pg_store: SqlStore, sandbox_iwd: SandboxIWD, tmp_path: Path
+) -> None:
+    """Replica z hands mb-1 over (replica b joined) while a batch is in flight; a reload that changes
+    mb-1 meanwhile must not start a fresh runner, which would poll after the lease went to b."""
+    built: list[GatedProvider] = []
+
+    def factory(_box: object) -> GatedProvider:
+        built.append(GatedProvider([make_message(n, to="mb-1@example.com") for n in range(6)]))
+        return built[-1]
+
+    settings = settings_for(sandbox_iwd, [maildir_box("mb-1", tmp_path)], replicas={"replica_id": "z"})
+    async with IWDClient(settings.iwd) as iwd:
+        daemon = Daemon(settings, pg_store, iwd, provider_factory=factory)
+        manager = attach_leases(daemon, pg_store, ReplicaIdentity("z", "host-z", 1))
+        assert manager is not None
+        await daemon.start()
+        try:
+            await manager.settle()  # the runner of the lease won is built
+            await asyncio.wait_for(built[0].fetching.wait(), 15)
+            await SqlLeases(pg_store).heartbeat("b", "host-b", 2, 30)  # b joins: z's share is 0
+            await manager.round()  # the handover begins and waits for the batch in flight
+            changed = settings.model_copy(deep=True)
+            changed.mailboxes[0] = changed.mailboxes[0].model_copy(update={"poll_interval_seconds": 2})
+            reload = asyncio.create_task(daemon.apply_settings(changed))
+            await asyncio.sleep(0.1)  # the reload waits, like the handover, for the batch in flight
+            built[0].gate.set()
+            reloaded = await asyncio.wait_for(reload, 30)
+            await asyncio.wait_for(manager.settle(), 30)
+            runners_after = dict(daemon.runners)
+        finally:
+            await daemon.stop()
+    assert reloaded["changed"] == ["mb-1"]
+    assert len(built) == 1  # no second runner (and no second connection) was started
+    assert runners_after == {}
+    assert sandbox_iwd.control.store.count_items() == BATCH
