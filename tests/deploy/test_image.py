@@ -88,7 +88,7 @@ def image() -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     print(result.stdout.strip())
-    return result.stdout.split()[0]
+    return result.stdout.strip().splitlines()[-1].split()[0]  # the tag line comes last
 
 
 @dataclass(frozen=True)
