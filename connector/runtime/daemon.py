@@ -326,6 +326,7 @@ class Daemon:
                 return
             await self._remove(mailbox_id, forget=False)  # a runner of an earlier epoch, if any
             await self._add(box, fence)
+            self.board.touch(mailbox_id)  # the reporter skipped it while another replica held it
 
     async def drop(self, mailbox_id: str) -> None:
         """A lease lost or handed over: the runner finishes its current batch, then stops."""
