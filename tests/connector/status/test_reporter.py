@@ -10,14 +10,17 @@ from typing import Any
 
 import pytest
 
-from connector.config import MailboxSettings, StatusSettings
+from connector.config import ConnectorSettings, MailboxSettings, StatusSettings
 from connector.iwd import IWDClient
 from connector.runtime import reporter as reporter_module
+from connector.runtime.daemon import Daemon
 from connector.runtime.reporter import StatusReporter
 from connector.sandbox import SandboxControl, control_of, create_app
 from connector.status import MailboxStatus, StatusBoard
+from connector.store.types import Store
+from tests.acceptance.status_rig import maildir_box
 from tests.conftest import maildir_mailbox
-from tests.peers.sandbox import asgi_client
+from tests.peers.sandbox import asgi_client, iwd_settings
 
 
 @pytest.fixture
@@ -226,3 +229,22 @@ async def test_a_mailbox_held_by_another_replica_is_reported_once_this_one_takes
     assert await reporter.flush() is True
     assert put_ids(control, "status") == put_ids(control, "config") == ["leased"]
     assert control.store.list_mailboxes()[0]["status"]["inbound"]["deliveredTotal"] == 4
+
+
+async def test_a_reload_that_changes_no_mailbox_costs_the_reporter_no_configuration_view(
+    tmp_path: Path, sandbox: tuple[IWDClient, SandboxControl], store: Store, work: Work
+) -> None:
+    """config_source iwd reloads every 30 s: an unchanged configuration keeps the daemon's mailbox
+    list, so the next flush derives no view and sends nothing."""
+    iwd, control = sandbox
+    boxes = [maildir_box(f"m-{i}", tmp_path) for i in range(20)]
+    settings = ConnectorSettings.model_validate({"iwd": iwd_settings().model_dump(), "mailboxes": boxes})
+    daemon = Daemon(settings, store, iwd, provider_factory=lambda box: pytest.fail("no runner is built"))
+    reporter = StatusReporter(daemon.board, iwd, lambda: daemon.settings.mailboxes, StatusSettings())
+    assert await reporter.flush() is True
+    control.requests.reset()
+    work.views = 0
+    result = await daemon.apply_settings(settings.model_copy(deep=True))
+    assert result == {"added": [], "changed": [], "removed": []}
+    assert await reporter.flush() is True
+    assert (work.views, control.requests.count("PUT")) == (0, 0)
