@@ -1,9 +1,11 @@
 """Per-mailbox status, inbound and outbound apart. Exception classes become states here, and only here.
 
 Readers (CLI, status reporter, admin page, metrics) read a `StatusBoard`; none does IO of its own.
-Writers call the board's methods, which bump a version and wake `changed`, so the status reporter
-sends a burst of changes as one PUT. A writer that mutates a `DirectionStatus` directly is still
-seen: the reporter compares bodies, the event only makes it look sooner.
+Writers call the board's methods, which bump a version, wake `changed` (so the status reporter sends
+a burst of changes as one PUT) and remember which mailbox changed: the reporter looks only at those
+(`take_changed`), so its cost follows the changes, not the number of mailboxes. A writer that mutates
+a `DirectionStatus` directly must call `touch(mailbox_id)`, or IWD hears of it only at the next
+heartbeat (which sends every mailbox); `touch()` without an id marks every mailbox changed.
 """
 
 from __future__ import annotations
@@ -211,17 +213,34 @@ class StatusBoard:
         self.version = 0
         self.changed = asyncio.Event()
         self.activity = ActivityLog()  # recent deliveries, errors, state changes (the console)
+        # mailboxes changed since the status reporter last looked; None: any of them may have
+        self._changed_ids: set[str] | None = set()
 
-    def touch(self) -> None:
-        """Tells readers something changed (writers outside this module may call it too)."""
+    def touch(self, mailbox_id: str | None = None) -> None:
+        """Tells readers `mailbox_id` changed (None: any mailbox may have); writers outside this
+        module call it after mutating a box directly, or the reporter does not see the change."""
+        self._mark(mailbox_id)
         self.version += 1
         self.changed.set()
+
+    def _mark(self, mailbox_id: str | None) -> None:
+        """Remembers the change for `take_changed` without waking readers."""
+        if mailbox_id is None:
+            self._changed_ids = None
+        elif self._changed_ids is not None:
+            self._changed_ids.add(mailbox_id)
+
+    def take_changed(self) -> set[str] | None:
+        """The mailboxes changed since the last call (None: any may have), and forgets them.
+        One consumer only (the status reporter): a second caller would take the first one's share."""
+        taken, self._changed_ids = self._changed_ids, set()
+        return taken
 
     def get(self, mailbox_id: str) -> MailboxStatus:
         box = self._boxes.get(mailbox_id)
         if box is None:
             box = self._boxes[mailbox_id] = MailboxStatus(mailbox_id)
-            self.touch()
+            self.touch(mailbox_id)
         return box
 
     def find(self, mailbox_id: str) -> MailboxStatus | None:
@@ -233,7 +252,7 @@ class StatusBoard:
     def remove(self, mailbox_id: str) -> None:
         if self._boxes.pop(mailbox_id, None) is not None:
             self.activity.forget(mailbox_id)
-            self.touch()
+            self.touch(mailbox_id)
 
     # ------------------------------------------------------------ inbound
 
@@ -241,6 +260,7 @@ class StatusBoard:
         box = self.get(mailbox_id)
         box.inbound.last_poll_at = at
         box.cycle_started_at = at
+        self._mark(mailbox_id)  # sent with the next flush, but a poll alone wakes no one
 
     def inbound_delivered(self, mailbox_id: str, lag_seconds: float | None) -> None:
         """One item is in IWD and in the ledger (counted as it happens, not at cycle end)."""
@@ -248,12 +268,12 @@ class StatusBoard:
         box.delivered_total += 1
         if lag_seconds is not None:
             box.lag_seconds = max(lag_seconds, 0.0)
-        self.touch()
+        self.touch(mailbox_id)
 
     def set_delivered_total(self, mailbox_id: str, total: int) -> None:
         """Seeds the counter from the ledger at start, so it survives restarts."""
         self.get(mailbox_id).inbound.delivered_total = total
-        self.touch()
+        self.touch(mailbox_id)
 
     def inbound_succeeded(
         self, mailbox_id: str, at: datetime, quarantined: int, lag_seconds: float | None = None
@@ -269,7 +289,7 @@ class StatusBoard:
         box.backlog = 0
         if lag_seconds is not None:
             box.lag_seconds = max(lag_seconds, 0.0)
-        self.touch()
+        self.touch(mailbox_id)
         return changed
 
     def inbound_failed(self, mailbox_id: str, at: datetime, exc: BaseException) -> bool:
@@ -278,7 +298,7 @@ class StatusBoard:
         status.cycle_started_at = None
         status.last_cycle_end_at = at
         changed = status.inbound.fail(exc, at, paused=status.paused)
-        self.touch()
+        self.touch(mailbox_id)
         return changed
 
     def inbound_fault(self, mailbox_id: str, at: datetime, exc: BaseException) -> bool:
@@ -286,7 +306,7 @@ class StatusBoard:
         connection): shown at once, not when the retries give up. True when the state changed."""
         status = self.get(mailbox_id)
         changed = status.inbound.fail(exc, at, paused=status.paused, settle=False)
-        self.touch()
+        self.touch(mailbox_id)
         return changed
 
     def inbound_peer_answered(self, mailbox_id: str, peer: Peer) -> bool:
@@ -295,7 +315,7 @@ class StatusBoard:
         if status is None or peer not in status.inbound.peers_down:
             return False
         changed = status.inbound.peer_answered(peer, paused=status.paused)
-        self.touch()
+        self.touch(mailbox_id)
         return changed
 
     def set_inbound_backlog(self, mailbox_id: str, backlog: int) -> None:
@@ -303,7 +323,7 @@ class StatusBoard:
         box = self.get(mailbox_id).inbound
         if box.backlog != backlog:
             box.backlog = backlog
-            self.touch()
+            self.touch(mailbox_id)
 
     def inbound_stalled(self, mailbox_id: str, at: datetime, seconds: float) -> bool:
         """The watchdog's verdict: no cycle ended for `seconds`. True when newly stalled."""
@@ -319,16 +339,16 @@ class StatusBoard:
             at=at,
             since=box.failing_since,
         )
-        self.touch()
+        self.touch(mailbox_id)
         return changed
 
     def set_inbound_state(self, mailbox_id: str, state: MailboxState) -> None:
         self.get(mailbox_id).inbound.state = state
-        self.touch()
+        self.touch(mailbox_id)
 
     def set_quarantined(self, mailbox_id: str, count: int) -> None:
         self.get(mailbox_id).inbound.quarantined = count
-        self.touch()
+        self.touch(mailbox_id)
 
     def set_paused(self, mailbox_id: str, paused: bool) -> None:
         status = self.get(mailbox_id)
@@ -338,7 +358,7 @@ class StatusBoard:
         elif not paused and status.paused:
             status.inbound.state = status.state_before_pause
         status.paused = paused
-        self.touch()
+        self.touch(mailbox_id)
 
     # ------------------------------------------------------------ outbound (the outbox worker)
 
@@ -347,7 +367,7 @@ class StatusBoard:
         box.last_poll_at = at
         if backlog is not None:
             box.backlog = backlog
-        self.touch()
+        self.touch(mailbox_id)
 
     def outbound_sent(self, mailbox_id: str, at: datetime, lag_seconds: float | None = None) -> bool:
         """One reply sent. True when the state changed (back to ok)."""
@@ -357,14 +377,14 @@ class StatusBoard:
         box.delivered_total += 1
         if lag_seconds is not None:
             box.lag_seconds = max(lag_seconds, 0.0)
-        self.touch()
+        self.touch(mailbox_id)
         return changed
 
     def outbound_failed(self, mailbox_id: str, at: datetime, exc: BaseException) -> bool:
         changed = self.get(mailbox_id).outbound.fail(exc, at)
-        self.touch()
+        self.touch(mailbox_id)
         return changed
 
     def set_outbound_state(self, mailbox_id: str, state: MailboxState) -> None:
         self.get(mailbox_id).outbound.state = state
-        self.touch()
+        self.touch(mailbox_id)

@@ -95,6 +95,4 @@ def update_board(
         box.last_error = LastError(
             code=str(getattr(error, "code", "error")), message=sanitize(str(error)), at=at
         )
-    touch = getattr(board, "touch", None)
-    if callable(touch):
-        touch()
+    board.touch(mailbox_id)  # the box was changed in place: the status reporter sends it

@@ -272,7 +272,9 @@ class Daemon:
             ]
             if outside:
                 log.warning("reload_needs_restart", settings=outside)
-            self.settings = self.settings.model_copy(update={"mailboxes": list(new.mailboxes)})
+            if added or changed or removed:  # the same list otherwise: the status reporter derives
+                # configuration views only for a new one (config_source iwd reloads every 30 s)
+                self.settings = self.settings.model_copy(update={"mailboxes": list(new.mailboxes)})
             for mailbox_id in removed + changed:
                 await self._remove(mailbox_id, forget=mailbox_id in removed)
             if self.leases is not None and removed:
@@ -326,6 +328,7 @@ class Daemon:
                 return
             await self._remove(mailbox_id, forget=False)  # a runner of an earlier epoch, if any
             await self._add(box, fence)
+            self.board.touch(mailbox_id)  # the reporter skipped it while another replica held it
 
     async def drop(self, mailbox_id: str) -> None:
         """A lease lost or handed over: the runner finishes its current batch, then stops."""

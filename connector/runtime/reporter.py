@@ -2,7 +2,9 @@
 
 It reads the StatusBoard and the daemon's settings (no IO of its own but the PUTs), sends a burst of
 changes as one PUT per mailbox (coalescing window), and keeps what it could not send for the next
-round: IWD being down delays reports, it never blocks a mailbox or the daemon.
+round: IWD being down delays reports, it never blocks a mailbox or the daemon. A round looks only
+at the mailboxes the board marked changed and at configuration after a reload, so its cost follows
+the changes, not the number of mailboxes; the heartbeat sends everything.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ log = structlog.get_logger("connector.runtime.reporter")
 MAX_BACKOFF_SECONDS = 10.0
 STOP_FLUSH_SECONDS = 2.0
 
+# The daemon's current mailboxes. A reload replaces the list (Daemon.apply_settings), so a list
+# that is the same object as last time has the same configuration: views are derived only on a new one.
 MailboxSource = Callable[[], Sequence[MailboxSettings]]
 
 
@@ -49,14 +53,17 @@ class StatusReporter:
         holds: Callable[[str], bool] | None = None,
     ) -> None:
         self.board = board
-        # several replicas: only the lease holder speaks for a mailbox, checked right before each PUT
-        self.holds = holds
+        self.holds = holds  # several replicas: only the lease holder speaks for a mailbox
         self.iwd = iwd
         self.mailboxes = mailboxes
         self.settings = settings
         self.metrics = metrics
         self.sent_status: dict[str, str] = {}
         self.sent_config: dict[str, str] = {}
+        self._listed: Sequence[MailboxSettings] | None = None  # the list `_views` were derived from
+        self._views: dict[str, tuple[dict[str, Any], str]] = {}  # mailbox -> (public view, its key)
+        self._config_due: set[str] = set()  # views not sent yet: new, changed by a reload, or failed
+        self._status_due: set[str] = set()  # statuses whose PUT failed, retried without a new change
         self.failing = False
         self._backoff = 0.0
         self._last_heartbeat = 0.0
@@ -87,38 +94,93 @@ class StatusReporter:
                 await self._loop.pause(self.settings.coalesce_seconds)
 
     async def flush(self, *, force: bool = False) -> bool:
-        """Sends what changed (everything when `force`); True when IWD took all of it."""
+        """Sends what changed (everything when `force`); True when IWD took all of it.
+
+        Only the mailboxes the board marked changed, those whose last PUT failed, and configuration
+        views re-derived after a reload are looked at: an idle flush costs nothing per mailbox."""
+        changed = self.board.take_changed()
+        self._refresh_views(force)
+        status_ids = self._status_candidates(changed, force)
+        config_ids = set(self._views) if force else self._config_candidates(status_ids)
         ok = True
-        current = {box.id: box for box in self.mailboxes()}
-        for stale in set(self.sent_config) - set(current):
-            self.sent_config.pop(stale, None)
-        for box in current.values():
-            view = public_view(box)
-            key = json.dumps(view, sort_keys=True)
-            if force or self.sent_config.get(box.id) != key:
-                if await self._put("config", box.id, self.iwd.put_mailbox_config, view):
-                    self.sent_config[box.id] = key
-                else:
-                    ok = False
-        statuses = self.board.all()
-        for stale in set(self.sent_status) - {s.mailbox_id for s in statuses}:
-            self.sent_status.pop(stale, None)
-        for status in statuses:
-            body = status.to_json()
-            key = _fingerprint(body)
-            if force or self.sent_status.get(status.mailbox_id) != key:
-                if await self._put("status", status.mailbox_id, self.iwd.put_mailbox_status, body):
-                    self.sent_status[status.mailbox_id] = key
-                else:
-                    ok = False
+        for mailbox_id in sorted(config_ids):
+            ok = await self._send_config(mailbox_id, force) and ok
+        for mailbox_id in sorted(status_ids):
+            ok = await self._send_status(mailbox_id, force) and ok
         if force and ok:
             self._last_heartbeat = time.monotonic()
         self._settle(ok)
         return ok
 
+    def _refresh_views(self, force: bool) -> None:
+        """Re-derives the public configuration views when the mailbox list is a new object (a
+        reload), or on the heartbeat as a safety net; marks the views not yet sent as due."""
+        listed = self.mailboxes()
+        if listed is self._listed and not force:
+            return
+        self._listed = listed
+        views: dict[str, tuple[dict[str, Any], str]] = {}
+        for box in listed:
+            view = public_view(box)
+            views[box.id] = (view, json.dumps(view, sort_keys=True))
+        for stale in set(self.sent_config) - set(views):
+            self.sent_config.pop(stale, None)
+        self._views = views
+        self._config_due = {i for i in self._config_due if i in views} | {
+            i for i, (_, key) in views.items() if self.sent_config.get(i) != key
+        }
+
+    def _status_candidates(self, changed: set[str] | None, force: bool) -> set[str]:
+        """Marked changed, or failed last time; every mailbox on the board when forced or when the
+        board cannot say which changed (then fingerprints of mailboxes gone are dropped too)."""
+        if force or changed is None:
+            every = {status.mailbox_id for status in self.board.all()}
+            for stale in set(self.sent_status) - every:
+                self.sent_status.pop(stale, None)
+            return every | self._status_due
+        return changed | self._status_due
+
+    def _config_candidates(self, status_ids: set[str]) -> set[str]:
+        """Views due (new, changed, failed) plus any mailbox about to report status whose view this
+        replica never sent: one it just gained from another replica, which held it until now."""
+        unsent = {i for i in status_ids if i in self._views and i not in self.sent_config}
+        return self._config_due | unsent
+
+    async def _send_config(self, mailbox_id: str, force: bool) -> bool:
+        self._config_due.discard(mailbox_id)
+        if not self._ours(mailbox_id):
+            self.sent_config.pop(mailbox_id, None)  # sent again once this replica holds it
+            return True
+        view, key = self._views[mailbox_id]
+        if not force and self.sent_config.get(mailbox_id) == key:
+            return True
+        if await self._put("config", mailbox_id, self.iwd.put_mailbox_config, view):
+            self.sent_config[mailbox_id] = key
+            return True
+        self._config_due.add(mailbox_id)  # retried by the next flush, changed or not
+        return False
+
+    async def _send_status(self, mailbox_id: str, force: bool) -> bool:
+        self._status_due.discard(mailbox_id)
+        status = self.board.find(mailbox_id)
+        if status is None or not self._ours(mailbox_id):
+            self.sent_status.pop(mailbox_id, None)  # gone, or sent again once this replica holds it
+            return True
+        body = status.to_json()
+        key = _fingerprint(body)
+        if not force and self.sent_status.get(mailbox_id) == key:
+            return True
+        if await self._put("status", mailbox_id, self.iwd.put_mailbox_status, body):
+            self.sent_status[mailbox_id] = key
+            return True
+        self._status_due.add(mailbox_id)  # retried by the next flush, changed or not
+        return False
+
+    def _ours(self, mailbox_id: str) -> bool:
+        """Several replicas: only the lease holder speaks for a mailbox, checked right before the PUT."""
+        return self.holds is None or self.holds(mailbox_id)
+
     async def _put(self, kind: str, mailbox_id: str, call: Any, body: dict[str, Any]) -> bool:
-        if self.holds is not None and not self.holds(mailbox_id):
-            return True  # not ours (any more): the lease holder reports it
         try:
             await call(mailbox_id, body)
         except (ConnectorError, ValueError) as exc:

@@ -18,8 +18,10 @@ from connector.errors import (
     Throttled,
 )
 from connector.iwd.profile import MailboxStatus as WireStatus
+from connector.outbox.report import update_board
 from connector.runtime.peer_calls import observe_iwd, watched
 from connector.status import MailboxState, Peer, StatusBoard, state_for
+from connector.store.types import OutboxState
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -82,6 +84,51 @@ def test_every_writer_bumps_the_version_and_wakes_readers() -> None:
     board.inbound_delivered("a", 3.0)
     assert board.changed.is_set() and board.version == before + 1
     assert board.get("a").inbound.delivered_total == 1
+
+
+def test_the_board_names_the_mailboxes_that_changed_once() -> None:
+    """The reporter looks only at what changed: each writer marks its mailbox, taking clears it."""
+    board = StatusBoard()
+    board.get("a")
+    board.get("b")
+    board.take_changed()
+    board.inbound_delivered("a", 1.0)
+    board.outbound_failed("c", NOW, AuthFailed("smtp 535"))
+    assert board.take_changed() == {"a", "c"}
+    assert board.take_changed() == set()
+    board.remove("b")
+    assert board.take_changed() == {"b"}
+
+
+def test_a_poll_is_marked_for_the_next_report_without_waking_it() -> None:
+    """lastPollAt alone does not wake the reporter (one PUT per poll), but the next flush sends it."""
+    board = StatusBoard()
+    board.get("a")
+    board.take_changed()
+    board.changed.clear()
+    board.inbound_polled("a", NOW)
+    assert not board.changed.is_set()
+    assert board.take_changed() == {"a"}
+
+
+def test_a_touch_without_a_mailbox_marks_every_mailbox_changed() -> None:
+    """A writer that cannot say which mailbox it changed makes the reporter look at all of them."""
+    board = StatusBoard()
+    board.inbound_delivered("a", 1.0)
+    board.touch()
+    board.inbound_delivered("b", 1.0)
+    assert board.take_changed() is None
+    assert board.take_changed() == set()
+
+
+def test_the_outbox_marks_the_mailbox_it_updated_in_place() -> None:
+    """update_board writes the outbound direction directly, then names the mailbox to the board."""
+    board = StatusBoard()
+    board.get("a")
+    board.take_changed()
+    update_board(board, {OutboxState.SENT: 3}, "a", NOW, None)
+    assert board.take_changed() == {"a"}
+    assert board.get("a").outbound.delivered_total == 3
 
 
 def test_status_body_is_valid_for_the_iwd_profile() -> None:
