@@ -4,9 +4,10 @@ and how fast it logs in to each host (issue #9: 5 000 mailboxes on one daemon).
 Each `ImapInboundProvider` holds a `SessionTicket`. A ticket that holds a slot is either *in use*
 (a fetch, a post-action, an IDLE wait: never taken away) or *parked* (the session stays open for
 the next cycle, but another mailbox may need the slot). Opening a session takes a slot: at once
-when the bounds allow, else by evicting the least recently parked session (polled mailboxes'
-before IDLE mailboxes', which park only for the moment between an IDLE wait and its cycle),
-else by waiting in line until a slot is released or parked. Then a login token from the host's
+when the bounds allow, else by evicting the least recently parked polled mailbox's session, else
+by waiting in line until a slot is released or parked. IDLE mailboxes keep theirs (they park only
+for the moment between an IDLE wait and its cycle) unless they hold every slot: then waiting for a
+polled mailbox would be waiting forever, and a parked IDLE session goes. Then a login token from the host's
 bucket, then the connect. An evicted provider finds its session gone and reconnects next time.
 
 A ticket that already holds its slot never asks for another, so a provider cannot wait for
@@ -135,6 +136,7 @@ class ConnectionBudget:
         self.observer: BudgetObserver = observer or _NoObserver()
         self.total = 0
         self._per_host: collections.Counter[str] = collections.Counter()
+        self._polled: collections.Counter[str | None] = collections.Counter()  # by host, None: all
         self._parked: dict[SessionTicket, None] = {}  # insertion order: least recently used first
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._buckets: dict[str, _Bucket] = {}
@@ -185,11 +187,17 @@ class ConnectionBudget:
     def _release(self, ticket: SessionTicket) -> None:
         self._parked.pop(ticket, None)
         if ticket.held:
-            ticket.held = False
-            self.total -= 1
-            self._per_host[ticket.host] -= 1
-            self.observer.imap_sessions(ticket.host, self._per_host[ticket.host])
+            self._count(ticket, -1)
             self._grant()
+
+    def _count(self, ticket: SessionTicket, change: int) -> None:
+        ticket.held = change > 0
+        self.total += change
+        self._per_host[ticket.host] += change
+        if not ticket.idle:
+            self._polled[ticket.host] += change
+            self._polled[None] += change
+        self.observer.imap_sessions(ticket.host, self._per_host[ticket.host])
 
     def _park(self, ticket: SessionTicket) -> None:
         self._parked.pop(ticket, None)
@@ -214,26 +222,23 @@ class ConnectionBudget:
                     continue
                 closing = self._evict(victim)
             self._waiters.remove(waiter)
-            self.total += 1
-            self._per_host[host] += 1
-            waiter.ticket.held = True
-            self.observer.imap_sessions(host, self._per_host[host])
+            self._count(waiter.ticket, +1)
             waiter.granted.set_result(closing)
 
     def _victim(self, host: str | None) -> SessionTicket | None:
-        """The least recently parked session (of `host`, if given): polled mailboxes' first."""
+        """The least recently parked polled mailbox's session (of `host`, if given). An IDLE
+        mailbox's only while no polled mailbox holds a slot there: then none would ever free one."""
         candidates = [t for t in self._parked if host is None or t.host == host]
         for ticket in candidates:
             if not ticket.idle:
                 return ticket
-        return candidates[0] if candidates else None
+        if candidates and self._polled[host] == 0:
+            return candidates[0]
+        return None
 
     def _evict(self, victim: SessionTicket) -> asyncio.Future[None]:
         del self._parked[victim]
-        victim.held = False
-        self.total -= 1
-        self._per_host[victim.host] -= 1
-        self.observer.imap_sessions(victim.host, self._per_host[victim.host])
+        self._count(victim, -1)
         self.observer.imap_evicted(victim.host)
         closer = victim.detach()
         if closer is None:
