@@ -83,11 +83,16 @@ class SessionTicket:
     detach: Detach
     held: bool = False
     busy: bool = False
+    queued: bool = False  # waiting for a slot or a login turn (the watchdog's "not stalled")
 
     async def acquire(self) -> None:
         """Takes a slot unless this ticket holds one; waits in line when the budget is full."""
         if not self.held:
-            await self.budget._acquire(self)
+            self.queued = True
+            try:
+                await self.budget._acquire(self)
+            finally:
+                self.queued = False
 
     def release(self) -> None:
         """Gives the slot back (the session is closed or failed to open)."""
@@ -108,7 +113,11 @@ class SessionTicket:
 
     async def pause_for_login(self) -> None:
         """Waits for a login token of this ticket's host."""
-        await self.budget._pause_for_login(self.host)
+        self.queued = True
+        try:
+            await self.budget._pause_for_login(self.host)
+        finally:
+            self.queued = False
 
 
 @dataclass(eq=False)

@@ -48,7 +48,7 @@ POLL_SECONDS_WITHOUT_IDLE = 30.0
 
 
 class ImapInboundProvider:
-    """InboundProvider + PushCapable + Checkable for one configured IMAP mailbox."""
+    """InboundProvider + PushCapable + Checkable + Queued for one configured IMAP mailbox."""
 
     def __init__(
         self,
@@ -78,6 +78,11 @@ class ImapInboundProvider:
         self._listings = Listings()
         self._caught_up: ImapSession | None = None  # the session a fetch last ran on
         self.failures = failures or FetchFailures()
+
+    @property
+    def queued(self) -> bool:
+        """Waiting for a slot in the connection budget or a login turn (providers.base.Queued)."""
+        return self._ticket.queued
 
     def __repr__(self) -> str:
         return f"ImapInboundProvider(mailbox={self.mailbox.id!r}, host={self.settings.host!r})"
