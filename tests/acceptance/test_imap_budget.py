@@ -197,3 +197,19 @@ async def test_logins_to_one_host_are_paced_at_the_configured_rate(
         within_one_second = [t for t in first_logins[i:] if (t - start).total_seconds() < 1.0]
         assert len(within_one_second) <= 10
     assert delayed >= 10  # the first runs are staggered by 50 ms: a few find a token
+
+
+async def test_a_mailbox_waiting_for_its_login_turn_is_not_taken_for_stalled(
+    dovecot: Dovecot, sandbox_iwd: SandboxIWD, store: Store
+) -> None:
+    """0.4 logins/s and a 3 s stall window: the third mailbox waits 5 s for its login, longer than
+    the window, yet the watchdog leaves it alone and its mail arrives."""
+    users = [dovecot.add_user() for _ in range(3)]
+    for i, (user, _) in enumerate(users):
+        dovecot.deliver(user, [sample_message(i)])
+    boxes = [polled_box(dovecot, user, f"slow{i}") for i, user in enumerate(users)]
+    settings = settings_for(sandbox_iwd, boxes, imap_connections={"logins_per_second_per_host": 0.4})
+    async with real_client(sandbox_iwd) as iwd, running(settings, store, iwd) as rig:
+        await wait_for(lambda: _count(sandbox_iwd, 3), within=15, what="a message per mailbox")
+        restarts = [rig.daemon.metrics.stalls.labels(f"slow{i}")._value.get() for i in range(3)]
+    assert restarts == [0, 0, 0]
