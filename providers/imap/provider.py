@@ -238,12 +238,13 @@ class ImapInboundProvider:
     async def close(self) -> None:
         self._listings.forget()
         async with self._lock:
-            try:
-                if self._session is not None:
-                    await self._session.close()
-                    self._session = None
-            finally:
-                self._ticket.release()
+            with self._ticket.in_use():  # not evicted (closed twice) while it logs out
+                try:
+                    if self._session is not None:
+                        await self._session.close()
+                        self._session = None
+                finally:
+                    self._ticket.release()
 
     # ------------------------------------------------------------------ PushCapable
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
+from providers.imap import ImapInboundProvider
 from providers.imap.budget import ConnectionBudget, SessionTicket
+from tests.peers.dovecot import Dovecot, imap_mailbox, sample_message
 
 
 class FakeMailbox:
@@ -188,3 +191,32 @@ async def test_an_idle_session_is_not_evicted_while_a_polled_mailbox_will_free_a
         assert not waiting.done() and idler.open
     await asyncio.wait_for(waiting, 1)
     assert idler.open and not polled.ticket.held
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    with Dovecot(spare_users=4) as server:
+        yield server
+
+
+async def test_providers_sharing_one_slot_take_turns_and_reconnect_transparently(dovecot: Dovecot) -> None:
+    """Budget 1, two mailboxes on a real Dovecot: each fetch evicts the other's parked session, every
+    fetch still returns its mailbox's mail, and closing gives the slot back."""
+    recorder = Recorder()
+    budget = ConnectionBudget(max_total=1, observer=recorder)
+    users = [dovecot.add_user(), dovecot.add_user()]
+    providers = [
+        ImapInboundProvider(imap_mailbox(dovecot, user, mailbox_id=f"b{i}", idle=False), budget=budget)
+        for i, user in enumerate(users)
+    ]
+    try:
+        for round_ in range(3):
+            for i, (user, _) in enumerate(users):
+                dovecot.deliver(user, [sample_message(10 * i + round_)])
+                result = await providers[i].fetch("INBOX", None, 100)
+                assert len(result.messages) == round_ + 1
+                assert budget.total == 1 and budget.held("127.0.0.1") == 1
+    finally:
+        for provider in providers:
+            await provider.close()
+    assert budget.total == 0 and recorder.evictions == 5  # every fetch but the first took the slot
