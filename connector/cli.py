@@ -55,7 +55,10 @@ async def _run(
     redactor: SecretRedactor | None = None,
 ) -> int:
     from connector.runtime.app import run_once, runtime, serve_until_signalled
+    from connector.runtime.fd_limit import apply_fd_limit
     from connector.runtime.sqlite_guard import StoreInUse, sqlite_guard
+
+    apply_fd_limit(settings)  # before any mailbox connects
 
     guard = sqlite_guard(settings.store.url)  # SQLite: this daemon alone, for its whole life
     try:

@@ -326,6 +326,28 @@ class ReplicaSettings(_Model):
         return self.renew_seconds if self.renew_seconds is not None else self.lease_ttl_seconds / 3
 
 
+class ImapConnectionSettings(_Model):
+    """The daemon's bound on open IMAP sessions and login pace (docs/operations.md, "Connection budget")."""
+
+    max_total: int = Field(
+        default=1000,
+        ge=1,
+        description="IMAP sessions held open at most, all mailboxes together; IDLE mailboxes keep "
+        "theirs, polled mailboxes share the rest (least recently used closed first)",
+    )
+    max_per_host: int | None = Field(
+        default=None,
+        ge=1,
+        description="Sessions held open at most to one server host; empty: max_total",
+    )
+    logins_per_second_per_host: float = Field(
+        default=10.0,
+        gt=0,
+        description="Logins started per second to one server host (bursts of as many), so a restart "
+        "with thousands of mailboxes does not storm the server",
+    )
+
+
 class ConnectorSettings(_Model):
     iwd: IWDSettings
     store: StoreSettings = Field(default_factory=StoreSettings)
@@ -339,6 +361,7 @@ class ConnectorSettings(_Model):
     )
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     replicas: ReplicaSettings = Field(default_factory=ReplicaSettings)
+    imap_connections: ImapConnectionSettings = Field(default_factory=ImapConnectionSettings)
     config_source: Literal["file", "iwd"] = Field(
         default="file",
         description="file: mailboxes come from this file; "
@@ -396,6 +419,7 @@ __all__ = [
     "GraphSettings",
     "HttpSettings",
     "IWDSettings",
+    "ImapConnectionSettings",
     "ImapSettings",
     "MailboxSettings",
     "MaildirSettings",

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -168,6 +168,24 @@ class ConnectorMetrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self.imap_sessions_open = Gauge(
+            PREFIX + "imap_sessions_open",
+            "IMAP sessions held open (or opening) per server host, within the connection budget",
+            ["host"],
+            registry=r,
+        )
+        self.imap_evictions = Counter(
+            PREFIX + "imap_session_evictions",
+            "Parked IMAP sessions closed to make room for another mailbox (connection budget)",
+            ["host"],
+            registry=r,
+        )
+        self.imap_logins_delayed = Counter(
+            PREFIX + "imap_logins_delayed",
+            "IMAP logins that waited for the per-host login rate",
+            ["host"],
+            registry=r,
+        )
         r.register(_BoardCollector(board, lambda: self.outbox_counts))
 
     # ------------------------------------------------------------ hooks
@@ -183,6 +201,17 @@ class ConnectorMetrics:
             self.failures.labels(mailbox_id, error_code).inc()
             if error_code == "throttled":
                 self.throttles.labels(mailbox_id).inc()
+
+    # the IMAP connection budget's observer (providers/imap/budget.py, BudgetObserver)
+
+    def imap_sessions(self, host: str, count: int) -> None:
+        self.imap_sessions_open.labels(host).set(count)
+
+    def imap_evicted(self, host: str) -> None:
+        self.imap_evictions.labels(host).inc()
+
+    def imap_login_delayed(self, host: str) -> None:
+        self.imap_logins_delayed.labels(host).inc()
 
     def observe_iwd(
         self, method: str, path: str, status: int | None, seconds: float, error: str | None

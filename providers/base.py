@@ -63,6 +63,17 @@ class PushCapable(Protocol):
 
 
 @runtime_checkable
+class Queued(Protocol):
+    """A provider that can be waiting in line for a connection (the daemon's IMAP budget): a
+    cycle that waits there is queued, not stalled, and the watchdog leaves it alone."""
+
+    @property
+    def queued(self) -> bool:
+        """True while the provider waits for a connection slot or a login turn."""
+        ...
+
+
+@runtime_checkable
 class Checkable(Protocol):
     """A provider that can report connection facts for `email-connector check`."""
 

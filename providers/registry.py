@@ -3,11 +3,20 @@ The only place that names concrete providers."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from connector.config import MailboxSettings
 from providers.base import InboundProvider, OutboundSender, SentFolder
 
+if TYPE_CHECKING:
+    from providers.imap.budget import ConnectionBudget
 
-def build_inbound(mailbox: MailboxSettings) -> InboundProvider:
+
+def build_inbound(
+    mailbox: MailboxSettings, *, imap_budget: ConnectionBudget | None = None
+) -> InboundProvider:
+    """The reader for `mailbox`; IMAP ones share `imap_budget` (the daemon's: one per daemon),
+    else each has its own, unbounded."""
     if mailbox.provider == "maildir":
         from providers.maildir import MaildirInboundProvider
 
@@ -15,7 +24,7 @@ def build_inbound(mailbox: MailboxSettings) -> InboundProvider:
     if mailbox.provider == "imap":
         from providers.imap import ImapInboundProvider
 
-        return ImapInboundProvider(mailbox)
+        return ImapInboundProvider(mailbox, budget=imap_budget)
     if mailbox.provider == "gmail":
         from providers.gmail import GmailInboundProvider
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from connector.config import ConnectorSettings, MailboxSettings
 from connector.errors import ConnectorError
 from connector.iwd.client import IWDClient
 from connector.logs import SecretRedactor
+from connector.metrics import ConnectorMetrics
 from connector.outbox.api import reply_routes
 from connector.outbox.wiring import attach_outbox
 from connector.runtime.daemon import Daemon
@@ -32,6 +34,7 @@ from connector.status import StatusBoard
 from connector.store import open_store
 from connector.store.types import Store
 from providers.base import Checkable
+from providers.imap.budget import ConnectionBudget
 from providers.registry import build_inbound
 
 # Route groups served beside /healthz and /readyz (replies API, admin page, metrics).
@@ -47,10 +50,16 @@ class Runtime:
     api: ApiContext | None = None
     config_path: Path | None = None  # for hot reload (SIGHUP, file change)
     redactor: SecretRedactor | None = None  # learns the secrets of reloaded mailboxes
+    imap_budget: ConnectionBudget | None = None  # the daemon's IMAP sessions (set by daemon())
 
     def daemon(self) -> Daemon:
         """The daemon with its services; the HTTP server only when enabled."""
-        daemon = Daemon(self.settings, self.store, self.iwd, provider_factory=build_inbound, board=self.board)
+        metrics = ConnectorMetrics(self.board)
+        self.imap_budget = ConnectionBudget.from_settings(self.settings.imap_connections, metrics)
+        factory = functools.partial(build_inbound, imap_budget=self.imap_budget)
+        daemon = Daemon(
+            self.settings, self.store, self.iwd, provider_factory=factory, board=self.board, metrics=metrics
+        )
         self.iwd.observer = observe_all(  # metrics, then status, then the console's charts
             daemon.metrics.observe_iwd, observe_iwd, observe_activity(self.board.activity)
         )

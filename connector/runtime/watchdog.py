@@ -2,10 +2,11 @@
 
 A mailbox is stalled when, for `stall_factor` × its poll interval (at least `stall_min_seconds`),
 no cycle has ended (successfully or with a classified error) and the running cycle made no progress
-(fetched or delivered nothing). A mailbox that keeps failing keeps its more telling state
-(auth_required, error...): stalled is only for a job that hangs. The cure: cancel the stuck cycle
-(the ledger makes that safe: an interrupted delivery is redone under the same externalId), rebuild
-the provider connection, poll again.
+(fetched or delivered nothing). A mailbox waiting in line for an IMAP connection or login turn
+(providers.base.Queued) is not stalled: its window starts when it gets one. A mailbox that keeps
+failing keeps its more telling state (auth_required, error...): stalled is only for a job that
+hangs. The cure: cancel the stuck cycle (the ledger makes that safe: an interrupted delivery is
+redone under the same externalId), rebuild the provider connection, poll again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import structlog
 
 from connector.config import StatusSettings
 from connector.runtime.services import BackgroundLoop
+from providers.base import Queued
 
 if TYPE_CHECKING:
     from connector.runtime.daemon import Daemon
@@ -59,7 +61,8 @@ class Watchdog:
             del self._since[stale]
         for mailbox_id, runner in list(self.daemon.runners.items()):
             since = self._since.setdefault(mailbox_id, now)
-            if runner.flags.paused or runner.flags.closing:
+            queued = isinstance(runner.provider, Queued) and runner.provider.queued
+            if runner.flags.paused or runner.flags.closing or queued:
                 self._since[mailbox_id] = now
                 continue
             status = self.daemon.board.get(mailbox_id)

@@ -1,4 +1,6 @@
-"""`ImapInboundProvider`: one mailbox over one IMAP connection kept open between cycles.
+"""`ImapInboundProvider`: one mailbox over one IMAP connection kept open between cycles while the
+daemon's `ConnectionBudget` allows (providers/imap/budget.py: another mailbox may need the slot,
+then this one reconnects on its next call).
 
 All calls share the connection and are serialized by an asyncio.Lock, so IDLE only runs while
 no fetch or post-action does (the pipeline fetches after `wait_for_change` returns). A lost
@@ -30,6 +32,7 @@ from connector.errors import ConfigError, ProviderError, ProviderUnavailable
 from connector.models import FetchResult, PostAction, PostActionKind, RawMessage
 from providers.fetch_failures import FetchFailures
 from providers.imap.actions import apply_action, apply_actions, resolve_folder
+from providers.imap.budget import ConnectionBudget
 from providers.imap.connection import ImapSession, refuse_insecure
 from providers.imap.cursor import UidCursor, message_id
 from providers.imap.fetch import fetch_messages
@@ -45,7 +48,7 @@ POLL_SECONDS_WITHOUT_IDLE = 30.0
 
 
 class ImapInboundProvider:
-    """InboundProvider + PushCapable + Checkable for one configured IMAP mailbox."""
+    """InboundProvider + PushCapable + Checkable + Queued for one configured IMAP mailbox."""
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class ImapInboundProvider:
         *,
         tokens: TokenProvider | None = None,
         failures: FetchFailures | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         if mailbox.imap is None:
             raise ConfigError([f"mailboxes[{mailbox.id}]: provider imap needs an 'imap:' block"])
@@ -65,6 +69,8 @@ class ImapInboundProvider:
         self._tokens = tokens
         self._lock = asyncio.Lock()
         self._session: ImapSession | None = None
+        budget = budget or ConnectionBudget()  # alone: no bounds, like before budgets existed
+        self._ticket = budget.ticket(self.settings.host, idle=self.settings.idle, detach=self._evicted)
         self._failures = 0
         self._next_attempt = 0.0
         self._last_error = ""
@@ -73,29 +79,43 @@ class ImapInboundProvider:
         self._caught_up: ImapSession | None = None  # the session a fetch last ran on
         self.failures = failures or FetchFailures()
 
+    @property
+    def queued(self) -> bool:
+        """Waiting for a slot in the connection budget or a login turn (providers.base.Queued)."""
+        return self._ticket.queued
+
     def __repr__(self) -> str:
         return f"ImapInboundProvider(mailbox={self.mailbox.id!r}, host={self.settings.host!r})"
 
     # ------------------------------------------------------------------ connection handling
 
     async def _connect(self) -> ImapSession:
+        """The live session, or a new one in a slot of the budget (this mailbox's own slot when it
+        still holds one: it never waits for itself)."""
         if self._session is not None and self._session.alive:
             return self._session
         self._session = None
         loop = asyncio.get_running_loop()
         wait = self._next_attempt - loop.time()
         if wait > 0:
+            self._ticket.release()  # an outage holds no slot
             raise ProviderUnavailable(
                 f"reconnect backoff: next attempt in {wait:.0f} s after: {self._last_error}",
                 mailbox=self.mailbox.id,
             )
+        await self._ticket.acquire()
         try:
+            await self._ticket.pause_for_login()
             self._session = await ImapSession.open(self.settings, self.mailbox.id, self._tokens)
         except ProviderUnavailable as exc:
+            self._ticket.release()
             self._failures += 1
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1))
             self._next_attempt = loop.time() + delay
             self._last_error = exc.message
+            raise
+        except BaseException:
+            self._ticket.release()
             raise
         self._failures = 0
         self._next_attempt = 0.0
@@ -104,15 +124,22 @@ class ImapInboundProvider:
     async def _call(self, op: Callable[[ImapSession], Awaitable[T]]) -> T:
         """Runs `op` on a live session; retries once on a fresh one if the server dropped it midway."""
         async with self._lock:
-            session = await self._connect()
-            try:
-                return await op(session)
-            except ProviderUnavailable:
-                if session.alive or not session.closed_by_server:
-                    raise  # a timeout or protocol error: do not double the wait
-                self._session = None
+            with self._ticket.in_use():
                 session = await self._connect()
-                return await op(session)
+                try:
+                    return await op(session)
+                except ProviderUnavailable:
+                    if session.alive or not session.closed_by_server:
+                        raise  # a timeout or protocol error: do not double the wait
+                    self._session = None
+                    session = await self._connect()
+                    return await op(session)
+
+    def _evicted(self) -> Awaitable[None] | None:
+        """The budget took this mailbox's parked slot: the session is let go at once (the next
+        call reconnects) and the returned close logs it out."""
+        session, self._session = self._session, None
+        return session.close() if session is not None else None
 
     # ------------------------------------------------------------------ InboundProvider
 
@@ -211,9 +238,13 @@ class ImapInboundProvider:
     async def close(self) -> None:
         self._listings.forget()
         async with self._lock:
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
+            with self._ticket.in_use():  # not evicted (closed twice) while it logs out
+                try:
+                    if self._session is not None:
+                        await self._session.close()
+                        self._session = None
+                finally:
+                    self._ticket.release()
 
     # ------------------------------------------------------------------ PushCapable
 
