@@ -80,14 +80,14 @@ class StatusReporter:
     async def _run(self) -> None:
         while not self._loop.stopping.is_set():
             heartbeat_due = time.monotonic() - self._last_heartbeat >= self.settings.heartbeat_seconds
-            try:
+            self.board.changed.clear()  # before the flush: a change made while a PUT is on the wire
+            try:  # wakes the next round instead of waiting for the heartbeat
                 await self.flush(force=heartbeat_due)
             except Exception:  # the reporter must outlive any bug in one round
                 log.exception("status_report_crashed")
             wait = self.settings.heartbeat_seconds - (time.monotonic() - self._last_heartbeat)
             if self.failing:
                 wait = min(wait, self._backoff)
-            self.board.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.board.changed.wait(), max(wait, 0.05))
             if self.settings.coalesce_seconds and not self.failing:

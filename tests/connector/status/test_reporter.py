@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -248,3 +249,38 @@ async def test_a_reload_that_changes_no_mailbox_costs_the_reporter_no_configurat
     assert result == {"added": [], "changed": [], "removed": []}
     assert await reporter.flush() is True
     assert (work.views, control.requests.count("PUT")) == (0, 0)
+
+
+async def test_a_change_made_while_a_put_is_in_flight_is_sent_at_once_not_at_the_heartbeat(
+    sandbox: tuple[IWDClient, SandboxControl],
+) -> None:
+    """A delivery counted while the previous status PUT is still on the wire wakes the reporter
+    again: IWD has the new total within seconds, not a heartbeat (here 10 minutes) later."""
+    iwd, control = sandbox
+    board = StatusBoard()
+    board.get("w")
+    reporter = StatusReporter(
+        board, iwd, lambda: [], StatusSettings(heartbeat_seconds=600, coalesce_seconds=0)
+    )
+    await reporter.start()
+    try:
+        await _until(lambda: control.requests.count("PUT", "/iwd/v3/emails/mailboxes/w/status") == 1)
+        control.faults.set(latency_seconds=0.5, latency_next=1)
+        board.inbound_delivered("w", None)
+        await _until(lambda: control.requests.in_flight > 0)
+        board.inbound_delivered("w", None)  # while the PUT of the first delivery is on the wire
+        await _until(lambda: _delivered_in_iwd(control) == 2, within=5)
+    finally:
+        await reporter.stop()
+
+
+def _delivered_in_iwd(control: SandboxControl) -> int:
+    status = control.store.list_mailboxes()[0].get("status") or {}
+    return int(status.get("inbound", {}).get("deliveredTotal", 0))
+
+
+async def _until(predicate: Any, within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
+        await asyncio.sleep(0.01)
