@@ -152,13 +152,10 @@ class StatusReporter:
             self.sent_config.pop(mailbox_id, None)  # sent again once this replica holds it
             return True
         view, key = self._views[mailbox_id]
-        if not force and self.sent_config.get(mailbox_id) == key:
-            return True
-        if await self._put("config", mailbox_id, self.iwd.put_mailbox_config, view):
-            self.sent_config[mailbox_id] = key
-            return True
-        self._config_due.add(mailbox_id)  # retried by the next flush, changed or not
-        return False
+        sent, due = self.sent_config, self._config_due
+        return await self._send(
+            "config", mailbox_id, self.iwd.put_mailbox_config, view, key, sent, due, force
+        )
 
     async def _send_status(self, mailbox_id: str, force: bool) -> bool:
         self._status_due.discard(mailbox_id)
@@ -167,13 +164,28 @@ class StatusReporter:
             self.sent_status.pop(mailbox_id, None)  # gone, or sent again once this replica holds it
             return True
         body = status.to_json()
-        key = _fingerprint(body)
-        if not force and self.sent_status.get(mailbox_id) == key:
+        sent, due = self.sent_status, self._status_due
+        put = self.iwd.put_mailbox_status
+        return await self._send("status", mailbox_id, put, body, _fingerprint(body), sent, due, force)
+
+    async def _send(
+        self,
+        kind: str,
+        mailbox_id: str,
+        call: Any,
+        body: dict[str, Any],
+        key: str,
+        sent: dict[str, str],
+        due: set[str],
+        force: bool,
+    ) -> bool:
+        """PUTs `body` unless IWD already has it; a failed PUT stays due for the next flush."""
+        if not force and sent.get(mailbox_id) == key:
             return True
-        if await self._put("status", mailbox_id, self.iwd.put_mailbox_status, body):
-            self.sent_status[mailbox_id] = key
+        if await self._put(kind, mailbox_id, call, body):
+            sent[mailbox_id] = key
             return True
-        self._status_due.add(mailbox_id)  # retried by the next flush, changed or not
+        due.add(mailbox_id)  # retried by the next flush, changed or not
         return False
 
     def _ours(self, mailbox_id: str) -> bool:

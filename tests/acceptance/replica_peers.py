@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,8 +23,8 @@ import asyncpg
 import httpx
 
 from tests.peers.dovecot import Dovecot, free_port
+from tests.peers.postgres import PG_HOST, PG_PORT
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_DSN = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
 READY_SECONDS = 30.0
 POLL_SECONDS = 0.1
@@ -55,14 +54,6 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- PostgreSQL
-
-
-def postgres_listening() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _run(coro: Any) -> Any:

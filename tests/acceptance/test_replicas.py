@@ -23,13 +23,13 @@ from tests.acceptance.replica_peers import (
     concurrent_sessions,
     fresh_database,
     imap_sessions,
-    postgres_listening,
     seen_count,
     wait_until,
 )
 from tests.acceptance.replica_rig import Cluster, fair, imap_box, maildir_box
 from tests.connector.outbox.smtp_peer import SmtpPeer
 from tests.peers.dovecot import Dovecot
+from tests.peers.postgres import postgres_listening
 
 TTL_SECONDS = 3.0
 RENEW_SECONDS = 1.0
