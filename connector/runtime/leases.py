@@ -204,10 +204,9 @@ class LeaseManager:
                 log.warning("lease_round_failed", replica=self.me, error=str(exc) or "timeout")
                 continue
             self._valid_until = started + self.ttl
-            for mailbox_id in [m for m, f in self.held.items() if renewed.get(m) != f.epoch]:
-                self.held.pop(mailbox_id, None)
-                self.metrics.lost.labels(mailbox_id).inc()
-                log.warning("lease_lost", mailbox=mailbox_id, replica=self.me, reason="not renewed")
+            gone = [m for m, f in self.held.items() if renewed.get(m) != f.epoch]
+            if gone:  # as in a full round: the runner finishes its batch (refused if too late), stops
+                self._lose(gone, "not renewed: the lease lapsed or was taken over")
 
     def _start(self, mailbox_id: str, fence: Fence) -> None:
         """Starts the runner beside the round, never inside it: building runners (and waiting
